@@ -1,0 +1,1 @@
+"""nasloop's host-side control plane: cycle loop, database, novelty, selection, reports, CLI."""

@@ -1,0 +1,23 @@
+"""The `nasloop` command: thin click subcommands over the orchestrator's library API.
+
+Each command group lives in its own module under `orchestrator/commands/` and is registered here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.commands.data import data
+from orchestrator.commands.evaluate import evaluate
+from orchestrator.commands.images import images
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nasloop")
+def main() -> None:
+    """nasloop: a code LLM as a self-improving, sandboxed designer of neural architectures."""
+
+
+main.add_command(data)
+main.add_command(evaluate)
+main.add_command(images)

@@ -1,0 +1,278 @@
+"""Experiment configuration: TOML profiles validated once into typed, frozen dataclasses.
+
+A profile is `configs/<name>.toml`; it may `extends = "<other profile>"` and override single keys.
+A user file (`--config FILE`) is layered on top of a profile in the same way. Unknown sections or
+keys and values of the wrong type are errors that name the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A profile or config file is missing, malformed or invalid."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str
+    holdout_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    device: str
+    gpu: int
+    batch_size: int
+    lr: float
+    momentum: float
+    dropout: float
+    param_budget: int
+    crop_padding: int
+    horizontal_flip: bool
+    seed: int
+    predict_batch_size: int
+    max_source_bytes: int
+    train_timeout_s: float
+    predict_timeout_s: float
+    memory: str
+    cpus: float
+    pids_limit: int
+    tmpfs_size: str
+    max_output_bytes: int
+    jobs: int
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The `prm` dict every candidate is instantiated and trained with."""
+        return {"lr": self.lr, "momentum": self.momentum, "dropout": self.dropout}
+
+
+@dataclass(frozen=True)
+class NoveltyConfig:
+    shingle_size: int
+    num_perm: int
+    lsh_threshold: float
+    tau: float
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    accuracy_threshold: float
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: str
+    model: str
+    temperature: float
+    top_k: int
+    top_p: float
+    do_sample: bool
+    max_new_tokens: int
+    candidates_per_cycle: int
+    batch_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: list[str]
+    epochs: int
+    lr: float
+    per_device_batch_size: int
+    grad_accum_steps: int
+    scheduler: str
+    warmup_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    optimizer: str
+    precision: str
+    max_seq_length: int
+    over_length: str
+    continue_from_previous: bool
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    cycles: int
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    data: DataConfig
+    evaluation: EvaluationConfig
+    novelty: NoveltyConfig
+    selection: SelectionConfig
+    generation: GenerationConfig
+    finetune: FinetuneConfig
+    cycle: CycleConfig
+    raw: dict[str, Any] = field(compare=False, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the fully resolved configuration (what an experiment records)."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
+
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("data", "dataset"): ("cifar10", "fashion-mnist", "mnist", "synthetic"),
+    ("evaluation", "device"): ("cpu", "cuda"),
+    ("generation", "backend"): ("transformers", "vllm"),
+    ("finetune", "over_length"): ("skip", "error"),
+    ("finetune", "precision"): ("bf16", "fp16", "fp32"),
+}
+
+
+def _check_value(value: Any, expected: Any, where: str) -> Any:
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if expected is int or expected is bool or expected is str:
+        if type(value) is not expected:
+            raise ConfigError(f"{where}: expected {expected.__name__}, got {value!r}")
+        return value
+    if typing.get_origin(expected) is list:
+        (item_type,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_value(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"{where}: unsupported type {expected}")  # pragma: no cover
+
+
+def _build_section(cls: type, table: Any, section: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"[{section}]: unknown key(s) {', '.join(unknown)}")
+    missing = sorted(names - set(table))
+    if missing:
+        raise ConfigError(f"[{section}]: missing key(s) {', '.join(missing)}")
+    values = {}
+    for name in names:
+        where = f"{section}.{name}"
+        values[name] = _check_value(table[name], hints[name], where)
+        choices = _CHOICES.get((section, name))
+        if choices and values[name] not in choices:
+            raise ConfigError(f"{where}: {values[name]!r} is not one of {', '.join(choices)}")
+    return cls(**values)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _resolve(table: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    parent = table.pop("extends", None)
+    if parent is None:
+        return table
+    if not isinstance(parent, str):
+        raise ConfigError(f"'extends' must be a profile name, got {parent!r}")
+    if parent in seen:
+        raise ConfigError(f"profile inheritance loops: {' -> '.join(seen + (parent,))}")
+    return _merge(_resolve(_read_toml(profile_path(parent)), seen + (parent,)), table)
+
+
+def profile_path(name: str) -> Path:
+    path = PROFILES_DIR / f"{name}.toml"
+    if not name.replace("-", "").replace("_", "").isalnum() or not path.is_file():
+        known = ", ".join(available_profiles())
+        raise ConfigError(f"unknown profile {name!r} (known: {known})")
+    return path
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_config(profile: str = "paper", config_file: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Resolve `profile`, then layer `config_file` and `overrides` ({section: {key: value}})."""
+    raw = _resolve(_read_toml(profile_path(profile)), (profile,))
+    if config_file is not None:
+        user = _read_toml(config_file)
+        user.pop("extends", None)
+        raw = _merge(raw, user)
+    if overrides:
+        raw = _merge(raw, overrides)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    sections = {f.name: f.type for f in dataclasses.fields(ExperimentConfig)
+                if f.name not in ("name", "raw")}
+    hints = typing.get_type_hints(ExperimentConfig)
+    unknown = sorted(set(raw) - set(sections) - {"name"})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise ConfigError("config needs a string 'name'")
+    built = {}
+    for section in sections:
+        if section not in raw:
+            raise ConfigError(f"missing section [{section}]")
+        built[section] = _build_section(hints[section], raw[section], section)
+    _validate_ranges(built)
+    return ExperimentConfig(name=name, raw=json.loads(json.dumps(raw)), **built)
+
+
+def _validate_ranges(sections: dict[str, Any]) -> None:
+    checks = [
+        ("data.holdout_fraction", 0.0 <= sections["data"].holdout_fraction < 1.0),
+        ("evaluation.batch_size", sections["evaluation"].batch_size >= 1),
+        ("evaluation.param_budget", sections["evaluation"].param_budget >= 1),
+        ("evaluation.jobs", sections["evaluation"].jobs >= 1),
+        ("evaluation.train_timeout_s", sections["evaluation"].train_timeout_s > 0),
+        ("evaluation.predict_timeout_s", sections["evaluation"].predict_timeout_s > 0),
+        ("novelty.tau", 0.0 < sections["novelty"].tau <= 1.0),
+        ("novelty.lsh_threshold", 0.0 < sections["novelty"].lsh_threshold <= 1.0),
+        ("novelty.shingle_size", sections["novelty"].shingle_size >= 1),
+        ("selection.accuracy_threshold", 0.0 <= sections["selection"].accuracy_threshold <= 1.0),
+        ("generation.candidates_per_cycle", sections["generation"].candidates_per_cycle >= 1),
+        ("cycle.cycles", sections["cycle"].cycles >= 1),
+    ]
+    for where, ok in checks:
+        if not ok:
+            raise ConfigError(f"{where}: value out of range")
+
+
+def as_dict(section: Any) -> dict[str, Any]:
+    return dataclasses.asdict(section)
+
+
