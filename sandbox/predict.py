@@ -1,0 +1,48 @@
+"""Prediction phase: `python -m sandbox.predict /job/job.json`.
+
+Re-instantiates the candidate, loads its trained weights strictly, switches to `eval()` and writes
+`logits.npy` (float32, [N, num_classes]) for unlabeled images in an order chosen by the host.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model
+
+from sandbox.batches import normalise
+from sandbox.candidate import CandidateFailure, instantiate, load_module
+from sandbox.job import CANDIDATE_FILE, DATA_DIR, JOB_DIR, LOGITS_FILE, OUT_DIR, PREDICT_IMAGES, WEIGHTS_FILE, PredictJob, read_job
+from sandbox.runner import run_phase, seed_everything, select_device
+
+
+def predict(job: PredictJob) -> None:
+    device = select_device(job.device, job.threads)
+    seed_everything(job.seed)
+    images = np.load(Path(DATA_DIR, PREDICT_IMAGES), mmap_mode="r")
+    mean = torch.tensor(job.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(job.std, device=device).view(1, -1, 1, 1)
+
+    module = load_module(Path(JOB_DIR, CANDIDATE_FILE))
+    net = instantiate(module, job.in_shape, job.num_classes, job.prm, device)
+    try:
+        load_model(net, str(Path(JOB_DIR, WEIGHTS_FILE)), strict=True, device=str(device))
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CandidateFailure("instantiate", f"trained weights do not load into a fresh Net: {exc}") from exc
+    net.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), job.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + job.batch_size])).to(device)
+            logits = net(normalise(batch, mean, std))
+            outputs.append(logits.float().reshape(len(batch), -1).cpu().numpy())
+    np.save(Path(OUT_DIR, LOGITS_FILE), np.concatenate(outputs).astype(np.float32, copy=False), allow_pickle=False)
+
+
+if __name__ == "__main__":
+    job = read_job(Path(sys.argv[1] if len(sys.argv) > 1 else f"{JOB_DIR}/job.json"))
+    assert isinstance(job, PredictJob)
+    run_phase(lambda: predict(job))
