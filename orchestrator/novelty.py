@@ -1,0 +1,437 @@
+"""Code-level novelty: MinHash-Jaccard over Python-token shingles (the paper's Appendix A).
+
+A program becomes a set of shingles: contiguous `k`-token windows of the Python lexer's tokens,
+without comments, blank-line/indent tokens, logical-line ends and encoding markers, so that code
+differing only in comments or layout has the same shingles. (A program shorter than `k` tokens
+is one shingle.) Its MinHash signature is bit-identical to datasketch's
+`MinHash(num_perm, seed=1)` (scheme "affine32", SHA-1 hash) updated with each shingle's UTF-8
+bytes, computed here in one vectorised pass instead of one `update()` per shingle.
+
+`NoveltyIndex` answers J_train: the true nearest neighbour's estimated similarity (never 0.0
+just because the LSH retrieved nothing) and its name. `CycleNovelty` adds the cycle-local
+archive for J_gen and the rejection count, and returns the paper's per-candidate fields.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import tokenize
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from hashlib import sha1
+from itertools import accumulate
+from typing import Any
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+# Bump when tokenisation or shingling changes: stored signatures are keyed by it.
+TOKENIZER_VERSION = 1
+# datasketch's default seed: signatures equal those of a default-seeded datasketch MinHash.
+MINHASH_SEED = 1
+
+_SKIPPED_TOKENS = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                             tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER})
+_FALLBACK_COMMENT = re.compile(r"#[^\r\n]*")
+_FALLBACK_TOKEN = re.compile(r"\w+|[^\w\s]")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Tokens:
+    tokens: list[str]
+    fallback: bool  # the Python lexer rejected the program; `tokens` is the fallback split
+
+
+def tokenize_code(code: str) -> Tokens:
+    """The program's tokens, from Python's lexer; a program it rejects gets the fallback split.
+
+    Fallback (flagged): `# ...` to end of line removed (also inside strings: it is only an
+    approximation), then runs of word characters and single other non-space characters.
+    """
+    tokens = _lexer_tokens(code)
+    if tokens is not None:
+        return Tokens(tokens, fallback=False)
+    return Tokens(_FALLBACK_TOKEN.findall(_FALLBACK_COMMENT.sub("", code)), fallback=True)
+
+
+def _lexer_tokens(code: str) -> list[str] | None:
+    if sys.version_info[:2] == (3, 11):
+        tokens = _c_lexer_tokens(code)
+        if tokens is not None:
+            return tokens
+    return _tokenize_module_tokens(code)
+
+
+def _tokenize_module_tokens(code: str) -> list[str] | None:
+    try:
+        infos = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (SyntaxError, tokenize.TokenError, ValueError):
+        return None
+    if any(t.type == tokenize.ERRORTOKEN for t in infos):
+        return None
+    return [t.string for t in infos if t.type not in _SKIPPED_TOKENS]
+
+
+def _c_lexer_tokens(code: str) -> list[str] | None:
+    """Python 3.11's C tokenizer (the parser's own lexer), ~7x faster than `tokenize`.
+
+    It yields the same token strings as `tokenize.generate_tokens` (pinned by a test over the
+    LEMUR corpus; from 3.12 on `tokenize` itself is C-backed), but it silently stops at some
+    errors (bad dedent), so output that does not reach the last significant line is rejected
+    and the caller falls back to `tokenize`.
+    """
+    import _tokenize  # CPython 3.11 internal, used by tokenize._generate_tokens_from_c_tokenizer
+
+    tokens: list[str] = []
+    last_line = 0
+    try:
+        for string, kind, _, end_line, *_ in _tokenize.TokenizerIter(code):
+            last_line = end_line
+            if kind not in _SKIPPED_TOKENS:
+                tokens.append(string)
+    except (SyntaxError, ValueError):
+        return None
+    for line in _LINE_BREAK.split(code)[last_line:]:
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return None
+    return tokens
+
+
+def shingles(tokens: Sequence[str], k: int) -> set[bytes]:
+    """Contiguous `k`-token windows, each the UTF-8 bytes of its tokens joined by one space."""
+    if len(tokens) <= k:
+        return {" ".join(tokens).encode()}
+    text = " ".join(tokens)
+    if text.isascii():
+        data, lengths = text.encode(), [len(t) + 1 for t in tokens]
+    else:
+        encoded = [t.encode() for t in tokens]
+        data, lengths = b" ".join(encoded), [len(t) + 1 for t in encoded]
+    starts = [0, *accumulate(lengths)]  # byte offset of each token (+1 past the end)
+    return {data[starts[i]:starts[i + k] - 1] for i in range(len(tokens) - k + 1)}
+
+
+@dataclass(frozen=True)
+class Signature:
+    values: np.ndarray  # (num_perm,) uint32
+    tokenizer_fallback: bool
+
+
+@dataclass(frozen=True)
+class SignatureBatch:
+    values: np.ndarray  # (n, num_perm) uint32
+    tokenizer_fallback: np.ndarray  # (n,) bool
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> Signature:
+        return Signature(self.values[i], bool(self.tokenizer_fallback[i]))
+
+
+class MinHasher:
+    """Code -> MinHash signature, equal to datasketch's per-shingle `update()` result."""
+
+    _ROWS_PER_CHUNK = 2048  # bounds the (shingles x num_perm) temporary
+
+    def __init__(self, shingle_size: int, num_perm: int) -> None:
+        self.shingle_size = shingle_size
+        self.num_perm = num_perm
+        reference = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme="affine32")
+        self._a, self._b = (p.astype(np.uint32) for p in reference.permutations)
+
+    @property
+    def key(self) -> str:
+        """Identifies everything a stored signature depends on."""
+        return (f"tok{TOKENIZER_VERSION}-k{self.shingle_size}-p{self.num_perm}"
+                f"-seed{MINHASH_SEED}-affine32-sha1")
+
+    def shingles(self, code: str) -> tuple[set[bytes], bool]:
+        toks = tokenize_code(code)
+        return shingles(toks.tokens, self.shingle_size), toks.fallback
+
+    def signature(self, code: str) -> Signature:
+        grams, fallback = self.shingles(code)
+        return Signature(self.signature_of(grams), fallback)
+
+    def signature_of(self, grams: Iterable[bytes]) -> np.ndarray:
+        digests = b"".join([sha1(g).digest() for g in grams])
+        # sha1_hash32: the first 4 digest bytes, little-endian (5 words per 20-byte digest).
+        hashes = _fmix32(np.frombuffer(digests, dtype="<u4")[::5].astype(np.uint32))
+        result = np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+        for start in range(0, len(hashes), self._ROWS_PER_CHUNK):
+            chunk = hashes[start:start + self._ROWS_PER_CHUNK, None]
+            np.minimum(result, (chunk * self._a + self._b).min(axis=0), out=result)
+        return result
+
+    def signatures(self, codes: Sequence[str], workers: int = 1) -> SignatureBatch:
+        """Signatures of many programs; `workers` > 1 tokenises and hashes in parallel processes."""
+        if workers <= 1 or len(codes) < 64:
+            return _batch([self.signature(c) for c in codes], self.num_perm)
+        size = -(-len(codes) // (workers * 4))
+        chunks = [codes[i:i + size] for i in range(0, len(codes), size)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_signatures_worker,
+                                  [(self.shingle_size, self.num_perm, chunk) for chunk in chunks]))
+        return SignatureBatch(np.concatenate([p.values for p in parts]),
+                              np.concatenate([p.tokenizer_fallback for p in parts]))
+
+
+def _batch(signatures: list[Signature], num_perm: int) -> SignatureBatch:
+    values = np.empty((len(signatures), num_perm), dtype=np.uint32)
+    for i, s in enumerate(signatures):
+        values[i] = s.values
+    return SignatureBatch(values, np.array([s.tokenizer_fallback for s in signatures], dtype=bool))
+
+
+def _signatures_worker(args: tuple[int, int, Sequence[str]]) -> SignatureBatch:
+    shingle_size, num_perm, codes = args
+    return MinHasher(shingle_size, num_perm).signatures(codes)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser, as datasketch applies it before its affine permutations."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.count_nonzero(a == b)) / len(a)
+
+
+def exact_jaccard(a: set[bytes], b: set[bytes]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    similarity: float  # estimated Jaccard; 0.0 when the index is empty
+    name: str | None
+    key: Any = None  # the caller's handle for the neighbour (e.g. a database row)
+
+
+class SignatureSet:
+    """Signatures in insertion order with an exact, vectorised nearest-neighbour search."""
+
+    _ROWS_PER_SCAN = 8192
+
+    def __init__(self, num_perm: int) -> None:
+        self.num_perm = num_perm
+        self._values = np.empty((64, num_perm), dtype=np.uint32)
+        self._size = 0
+        self.names: list[str] = []
+        self.keys: list[Any] = []
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[:self._size]
+
+    def add_many(self, names: Sequence[str], values: np.ndarray, keys: Sequence[Any]) -> range:
+        if values.shape[1:] != (self.num_perm,):
+            raise ValueError(f"expected signatures of {self.num_perm} values, got {values.shape}")
+        needed = self._size + len(values)
+        if needed > len(self._values):
+            grown = np.empty((max(needed, 2 * len(self._values)), self.num_perm), dtype=np.uint32)
+            grown[:self._size] = self.values
+            self._values = grown
+        self._values[self._size:needed] = values
+        self.names.extend(names)
+        self.keys.extend(keys)
+        rows = range(self._size, needed)
+        self._size = needed
+        return rows
+
+    def matches(self, signature: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Number of equal signature positions with every row (or with `rows`)."""
+        if rows is not None:
+            return (self._values[rows] == signature).sum(axis=1, dtype=np.int32)
+        counts = np.empty(self._size, dtype=np.int32)
+        for start in range(0, self._size, self._ROWS_PER_SCAN):
+            stop = min(start + self._ROWS_PER_SCAN, self._size)
+            (self._values[start:stop] == signature).sum(axis=1, dtype=np.int32, out=counts[start:stop])
+        return counts
+
+    def neighbour(self, row: int, matches: int) -> Neighbour:
+        return Neighbour(matches / self.num_perm, self.names[row], self.keys[row])
+
+    def nearest(self, signature: np.ndarray) -> Neighbour:
+        """Exact maximum over all rows; ties go to the earliest row."""
+        if not self._size:
+            return Neighbour(0.0, None)
+        counts = self.matches(signature)
+        row = int(np.argmax(counts))
+        return self.neighbour(row, int(counts[row]))
+
+
+class BandIndex:
+    """LSH retrieval: rows sharing at least one band of `rows` signature positions with the query.
+
+    The banding (bands x rows) is datasketch `MinHashLSH`'s optimum for the threshold, so it
+    retrieves what `MinHashLSH` would. Bands are stored as 64-bit keys in sorted NumPy arrays
+    (an order of magnitude smaller and faster to build than `MinHashLSH`'s dicts of byte
+    strings; see bench/bench_novelty.py). A key collision only adds a candidate, which the
+    caller verifies against the signatures.
+    """
+
+    def __init__(self, num_perm: int, threshold: float) -> None:
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.rows = lsh.b, lsh.r
+        rng = np.random.default_rng(0)
+        # Odd multipliers: keys of bands differing in one position never collide.
+        self._multipliers = (rng.integers(0, 2**63, size=(self.bands, self.rows), dtype=np.uint64)
+                             * np.uint64(2) + np.uint64(1))
+        self._keys = np.empty((0, self.bands), dtype=np.uint64)
+        self._size = 0
+        self._sorted_rows = 0  # rows [0, _sorted_rows) are in the sorted arrays; the rest is a tail
+        self._order = np.empty((self.bands, 0), dtype=np.int64)
+        self._sorted_keys = np.empty((self.bands, 0), dtype=np.uint64)
+
+    def band_keys(self, values: np.ndarray) -> np.ndarray:
+        """(n, num_perm) signatures -> (n, bands) keys."""
+        banded = values[:, :self.bands * self.rows].reshape(len(values), self.bands, self.rows)
+        return (banded.astype(np.uint64) * self._multipliers).sum(axis=2, dtype=np.uint64)
+
+    def add_many(self, values: np.ndarray) -> None:
+        keys = self.band_keys(values)
+        if self._size + len(keys) > len(self._keys):
+            grown = np.empty((max(self._size + len(keys), 2 * len(self._keys), 64), self.bands),
+                             dtype=np.uint64)
+            grown[:self._size] = self._keys[:self._size]
+            self._keys = grown
+        self._keys[self._size:self._size + len(keys)] = keys
+        self._size += len(keys)
+        if self._size - self._sorted_rows > max(1024, self._sorted_rows // 8):
+            self._sort()
+
+    def _sort(self) -> None:
+        keys = self._keys[:self._size].T
+        self._order = np.argsort(keys, axis=1, kind="stable")
+        self._sorted_keys = np.take_along_axis(keys, self._order, axis=1)
+        self._sorted_rows = self._size
+
+    def query(self, values: np.ndarray) -> np.ndarray:
+        """Row numbers (sorted, unique) sharing a band key with the signature `values`."""
+        keys = self.band_keys(values[None, :])[0]
+        found = []
+        for band in range(self.bands):
+            sorted_keys = self._sorted_keys[band]
+            lo = np.searchsorted(sorted_keys, keys[band], side="left")
+            hi = np.searchsorted(sorted_keys, keys[band], side="right")
+            found.append(self._order[band, lo:hi])
+        tail = self._keys[self._sorted_rows:self._size]
+        found.append(self._sorted_rows + np.flatnonzero((tail == keys).any(axis=1)))
+        return np.unique(np.concatenate(found))
+
+
+class NoveltyIndex:
+    """The corpus side: J_train(A) = max over corpus programs of the estimated Jaccard.
+
+    The LSH answers the common near-duplicate case without a scan: a program it does not
+    retrieve differs from the query in at least one position of every band, so when the best
+    retrieved program matches in more than num_perm - bands positions it is provably the
+    nearest. Otherwise a vectorised scan over all signatures gives the exact maximum. Both
+    paths break ties towards the earliest added program, so answers do not depend on the path.
+    """
+
+    def __init__(self, hasher: MinHasher, lsh_threshold: float) -> None:
+        self.hasher = hasher
+        self._signatures = SignatureSet(hasher.num_perm)
+        self._lsh = BandIndex(hasher.num_perm, lsh_threshold)
+        self._unretrieved_max_matches = hasher.num_perm - self._lsh.bands
+
+    def __len__(self) -> int:
+        return len(self._signatures)
+
+    @property
+    def names(self) -> list[str]:
+        return self._signatures.names
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._signatures.values
+
+    def add(self, name: str, signature: np.ndarray, key: Any = None) -> None:
+        self.add_many([name], signature[None, :], [key])
+
+    def add_many(self, names: Sequence[str], values: np.ndarray,
+                 keys: Sequence[Any] | None = None) -> None:
+        self._signatures.add_many(names, values,
+                                  list(keys) if keys is not None else [None] * len(names))
+        self._lsh.add_many(values)
+
+    def retrieve(self, signature: np.ndarray) -> np.ndarray:
+        """The LSH candidates (row numbers) for a signature."""
+        return self._lsh.query(signature)
+
+    def nearest(self, signature: np.ndarray) -> Neighbour:
+        rows = self.retrieve(signature) if len(self) else np.empty(0, dtype=np.int64)
+        if len(rows):
+            counts = self._signatures.matches(signature, rows)
+            best = int(np.argmax(counts))
+            if counts[best] > self._unretrieved_max_matches:
+                return self._signatures.neighbour(int(rows[best]), int(counts[best]))
+        return self._signatures.nearest(signature)
+
+
+@dataclass(frozen=True)
+class NoveltyResult:
+    """The paper's per-candidate novelty fields, plus the nearest programs' names."""
+
+    nn_jaccard_train: float
+    near_dup_text_train: bool
+    nearest_train: str | None
+    nn_jaccard_gen: float
+    near_dup_text_gen: bool
+    nearest_gen: str | None
+    rejection_count: int
+    tokenizer_fallback: bool
+
+    @property
+    def near_duplicate(self) -> bool:
+        return self.near_dup_text_train or self.near_dup_text_gen
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CycleNovelty:
+    """Novelty of one cycle's candidates: J_train against the corpus index, J_gen against the
+    candidates assessed earlier in this cycle (the cycle-local archive).
+
+    Call `assess` once per candidate, in sampling order, after it is valid and trained (the
+    paper's order). Every assessed candidate joins the archive. `rejection_count` is the number
+    of candidates rejected as near-duplicates since the last one that passed the filter; a
+    candidate that passes resets it.
+    """
+
+    def __init__(self, index: NoveltyIndex, tau: float) -> None:
+        self.index = index
+        self.tau = tau
+        self._archive = SignatureSet(index.hasher.num_perm)
+        self._rejections = 0
+
+    def assess(self, name: str, code: str) -> NoveltyResult:
+        signature = self.index.hasher.signature(code)
+        train = self.index.nearest(signature.values)
+        gen = self._archive.nearest(signature.values)
+        self._archive.add_many([name], signature.values[None, :], [None])
+        near_train, near_gen = train.similarity > self.tau, gen.similarity > self.tau
+        rejections = self._rejections
+        self._rejections = rejections + 1 if near_train or near_gen else 0
+        return NoveltyResult(
+            nn_jaccard_train=train.similarity, near_dup_text_train=near_train,
+            nearest_train=train.name, nn_jaccard_gen=gen.similarity, near_dup_text_gen=near_gen,
+            nearest_gen=gen.name, rejection_count=rejections,
+            tokenizer_fallback=signature.tokenizer_fallback,
+        )
