@@ -10,6 +10,7 @@ import click
 from orchestrator.commands.data import data
 from orchestrator.commands.evaluate import evaluate
 from orchestrator.commands.images import images
+from orchestrator.commands.report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,3 +22,4 @@ def main() -> None:
 main.add_command(data)
 main.add_command(evaluate)
 main.add_command(images)
+main.add_command(report)
