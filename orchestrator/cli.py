@@ -11,6 +11,8 @@ from orchestrator.commands.data import data
 from orchestrator.commands.evaluate import evaluate
 from orchestrator.commands.images import images
 from orchestrator.commands.report import report
+from orchestrator.commands.corpus import corpus
+from orchestrator.commands.novelty import novelty
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,3 +25,5 @@ main.add_command(data)
 main.add_command(evaluate)
 main.add_command(images)
 main.add_command(report)
+main.add_command(corpus)
+main.add_command(novelty)
