@@ -2,3 +2,7 @@
 
 Importing this package stays light (no torch): the host uses the prompt and extraction helpers.
 """
+
+from llm.extract import extract_code
+
+__all__ = ["extract_code"]
