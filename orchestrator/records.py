@@ -1,7 +1,8 @@
 """Per-candidate records for reports, loaded and validated from exported JSONL logs.
 
-One line of `nasloop export --format jsonl` is one candidate. The report needs only a few of its fields
-(`REQUIRED_FIELDS`); the others are optional and type-checked when present, unknown keys are ignored.
+One line of `nasloop export --format jsonl` is one candidate. The report needs only a few of its
+fields (`REQUIRED_FIELDS`); the others are optional and type-checked when present, unknown keys are
+ignored.
 Every problem is reported with the file, the line and the field.
 
 Reading the experiment database is the one missing source: `load_records` is where it plugs in.
@@ -120,7 +121,8 @@ def load_jsonl(path: Path) -> list[CandidateRecord]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RecordError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise RecordError(
+                f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         records.append(parse_record(obj, where))
     if not records:
         raise RecordError(f"{path}: no candidate records")
@@ -135,14 +137,15 @@ def _check_unique(records: Iterable[CandidateRecord]) -> None:
             continue
         key = (record.experiment, record.cycle, record.candidate)
         if key in seen:
-            raise RecordError(f"{record.source}: candidate {record.candidate} of cycle {record.cycle} "
-                              f"of experiment {record.experiment!r} already appeared at {seen[key]}")
+            raise RecordError(f"{record.source}: candidate {record.candidate} of cycle "
+                              f"{record.cycle} of experiment {record.experiment!r} already "
+                              f"appeared at {seen[key]}")
         seen[key] = record.source
 
 
 def group_experiments(records: Sequence[CandidateRecord],
                       names: Sequence[str] = ()) -> dict[str, list[CandidateRecord]]:
-    """Records by experiment: the `names` asked for, in that order, or all in order of appearance."""
+    """Records by experiment: the `names` asked for, in that order, or all as they appear."""
     _check_unique(records)
     grouped: dict[str, list[CandidateRecord]] = {}
     for record in records:
@@ -157,10 +160,10 @@ def group_experiments(records: Sequence[CandidateRecord],
 
 
 def load_records(logs: Sequence[Path], workdir: Path) -> list[CandidateRecord]:
-    """Candidate records from the given JSONL logs or, without logs, from the workspace's database."""
+    """Candidate records from the given JSONL logs or, without logs, from the workspace database."""
     if logs:
         return [record for path in logs for record in load_jsonl(path)]
     # The database loader goes here once the cycle issue's candidate tables exist.
     raise RecordError(f"no --log FILE.jsonl given, and no experiment database can be read in "
-                      f"{workdir} yet; export one with `nasloop export --format jsonl OUT` and pass "
-                      f"it with --log")
+                      f"{workdir} yet; export one with `nasloop export --format jsonl OUT` and "
+                      f"pass it with --log")

@@ -1,8 +1,9 @@
 """The paper's statistics: per-cycle and overall aggregates with 95% intervals.
 
 Proportions (valid rate, share above the accuracy threshold) get Wilson score intervals, means get
-t-based intervals (`mean ± t_{0.975, n-1} · s / sqrt(n)`); both come from scipy. Where an interval does
-not exist (no observations; a mean of one value) it is `None` and a note says why: nothing is invented.
+t-based intervals (`mean ± t_{0.975, n-1} · s / sqrt(n)`); both come from scipy. Where an interval
+does not exist (no observations; a mean of one value) it is `None` and a note says why: nothing is
+invented. A t interval of a mean of fractions that reaches beyond [0, 1] is cut there, with a note.
 Accuracies and rates are fractions here; tables turn them into percentages.
 """
 
@@ -72,7 +73,7 @@ class AccuracySummary:
 
 @dataclass(frozen=True)
 class NoveltySummary:
-    """Novelty fields of the candidates that were checked (valid ones with a near-duplicate flag)."""
+    """Novelty fields of the checked candidates (valid ones with a near-duplicate flag)."""
 
     n_checked: int
     mean_nn_jaccard_train: float | None
@@ -225,7 +226,8 @@ def _corpus_sizes(by_cycle: dict[int, list[CandidateRecord]],
             for r in rs:
                 if r.corpus_size != first.corpus_size:
                     raise RecordError(f"{r.source}: field 'corpus_size' is {r.corpus_size} but "
-                                      f"{first.source} gives {first.corpus_size} for the same cycle")
+                                      f"{first.source} gives {first.corpus_size} for the same "
+                                      f"cycle")
             sizes[cycle] = int(first.corpus_size)  # type: ignore[arg-type]
         return sizes, CORPUS_FROM_LOG
     running = initial_corpus or 0

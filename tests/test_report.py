@@ -62,11 +62,13 @@ def test_fixture_log_loads() -> None:
 @pytest.mark.parametrize(("line", "message"), [
     ("{not json", r"bad\.jsonl:2: not valid JSON"),
     ("[1, 2]", r"bad\.jsonl:2: expected a JSON object"),
-    ({k: v for k, v in GOOD.items() if k != "accuracy"}, r"bad\.jsonl:2: missing field\(s\) 'accuracy'"),
+    ({k: v for k, v in GOOD.items() if k != "accuracy"},
+     r"bad\.jsonl:2: missing field\(s\) 'accuracy'"),
     ({k: v for k, v in GOOD.items() if k not in ("valid", "cycle")},
      r"bad\.jsonl:2: missing field\(s\) 'cycle', 'valid'"),
     ({**GOOD, "accuracy": 47.78}, r"bad\.jsonl:2: field 'accuracy' must be a fraction in \[0, 1\]"),
-    ({**GOOD, "accuracy": None}, r"bad\.jsonl:2: field 'accuracy' is null but the candidate is valid"),
+    ({**GOOD, "accuracy": None},
+     r"bad\.jsonl:2: field 'accuracy' is null but the candidate is valid"),
     ({**GOOD, "valid": "yes"}, r"bad\.jsonl:2: field 'valid' must be true or false"),
     ({**GOOD, "cycle": 1.5}, r"bad\.jsonl:2: field 'cycle' must be an integer"),
     ({**GOOD, "cycle": True}, r"bad\.jsonl:2: field 'cycle' must be an integer"),
@@ -245,7 +247,8 @@ def test_json_document(built: ReportResult) -> None:
                 "mean_ci", "median", "share_ge_40", "share_ge_40_ci", "selected", "corpus_size"}
     assert all(required <= set(c) for c in doc["cycles"])
     first = doc["cycles"][0]
-    assert (first["experiment"], first["cycle"], first["n_gen"], first["n_valid"]) == ("full", 1, 6, 3)
+    assert (first["experiment"], first["cycle"], first["n_gen"], first["n_valid"]) == \
+        ("full", 1, 6, 3)
     assert first["valid_rate"] == 0.5 and first["best"] == 0.4778  # fractions, not percentages
     single = doc["cycles"][2]
     assert single["mean_ci"] is None and single["notes"]

@@ -1,5 +1,5 @@
-"""The paper's statistics: Wilson and t intervals against independent references, and the per-cycle /
-overall aggregates at their edges."""
+"""The paper's statistics: Wilson and t intervals against independent references, and the
+per-cycle / overall aggregates at their edges."""
 
 from __future__ import annotations
 

@@ -43,8 +43,10 @@ def report(workdir: Path, profile: str, config_file: Path | None, experiments: t
         grouped = group_experiments(load_records(logs, workdir), experiments)
     except (ConfigError, RecordError) as exc:
         raise click.ClickException(str(exc)) from None
-    settings = ReportSettings(accuracy_threshold=config.selection.accuracy_threshold,
-                              profile=profile, initial_corpus=initial_corpus)
+    settings = ReportSettings(
+        accuracy_threshold=config.selection.accuracy_threshold,
+        profile=profile if config_file is None else f"{profile} + {config_file}",
+        initial_corpus=initial_corpus)
     out = out if out is not None else workdir / "report"
     try:
         result = write_report(grouped, settings, out, sources=logs)

@@ -1,8 +1,8 @@
 """The statistics as one JSON-ready document (`nasloop report --json`, `stats.json`).
 
-Rates, shares and accuracies are fractions; intervals are `[low, high]` or null where none exists (the
-`notes` of the cycle or experiment say why). The share above the accuracy threshold is named after the
-threshold (`share_ge_40` for 0.40, see `accuracy_threshold`).
+Rates, shares and accuracies are fractions; intervals are `[low, high]` or null where none exists
+(the `notes` of the cycle or experiment say why). The share above the accuracy threshold is named
+after the threshold (`share_ge_40` for 0.40, see `accuracy_threshold`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The paper's figures as matplotlib `Figure`s (object API on the Agg canvas: no pyplot, no display).
+"""The paper's figures as matplotlib `Figure`s (object API on the Agg canvas: no pyplot).
 
-Per-cycle curves take an `ExperimentStats`; the quality distribution and the histograms also need the
-raw accuracies, given as `{cycle: [accuracy, ...]}` over valid models. Percent on every axis.
+Per-cycle curves take an `ExperimentStats`; the quality distribution and the histograms also need
+the raw accuracies, given as `{cycle: [accuracy, ...]}` over valid models. Percent on every axis.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def valid_rate_figure(exps: Sequence[ExperimentStats]) -> Figure:
                     marker="o", capsize=3, label=exp.name)
     _cycle_axis(ax, sorted({c.cycle for exp in exps for c in exp.cycles}))
     _percent_axis(ax, "Valid generation rate (%)")
-    ax.set_title(f"Valid generation rate per cycle ({exps[0].confidence * 100:g}% Wilson intervals)")
+    level = f"{exps[0].confidence * 100:g}%"
+    ax.set_title(f"Valid generation rate per cycle ({level} Wilson intervals)")
     ax.legend()
     return fig
 
@@ -202,18 +203,19 @@ def histogram_figure(exp: ExperimentStats, accuracies: Accuracies) -> Figure:
     columns = min(4, max(len(cycles), 1))
     rows = max(math.ceil(len(cycles) / columns), 1)
     fig = _new_figure(3 * columns, 2.2 * rows + 0.6)
-    axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, squeeze=False)).ravel()
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
     bins = np.linspace(0, 100, 21)
     for ax, cycle in zip(axes, cycles):
         values = 100 * np.asarray(accuracies.get(cycle, ()), dtype=float)
         ax.hist(values, bins=bins, color="tab:blue")
         ax.axvline(100 * exp.accuracy_threshold, color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"Cycle {cycle} (n = {len(values)})", fontsize="small")
-        ax.set_xlabel(ACCURACY_LABEL, fontsize="small")
-        ax.set_ylabel("Models", fontsize="small")
+        ax.set_xlim(0, 100)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(cycles):]:
         ax.set_visible(False)
+    fig.supxlabel(ACCURACY_LABEL)
+    fig.supylabel("Valid models (count)")
     fig.suptitle(f"Accuracy of valid models per cycle: {exp.name} "
                  f"(dashed: {threshold_label(exp.accuracy_threshold)})")
     return fig

@@ -1,8 +1,9 @@
 """The paper's Table 2 (per cycle) and Table 3 (experiments side by side), rendered as Markdown,
 LaTeX and CSV.
 
-Display tables show percentages with the paper's precision (valid rate 1 decimal, accuracies and shares
-2 decimals) and intervals in brackets; CSV keeps the numbers in separate columns (percent, 4 decimals).
+Display tables show percentages with the paper's precision (valid rate 1 decimal, accuracies and
+shares 2 decimals) and intervals in brackets; CSV keeps the numbers in separate columns (percent,
+4 decimals).
 A missing value is written "n/a" and a note under the table says why.
 """
 
@@ -254,6 +255,7 @@ def novelty_table(exp: ExperimentStats) -> Table:
         rows=tuple(row(str(c.cycle), c.novelty) for c in exp.cycles),
         total=row("All", exp.overall.novelty),
         notes=("Checked: valid candidates with a near-duplicate flag in the log. J_train / J_gen: "
-               "nearest-neighbour MinHash-Jaccard to the corpus / to earlier candidates of the cycle "
+               "nearest-neighbour MinHash-Jaccard to the corpus / to earlier candidates of the "
+               "cycle "
                "(nn_jaccard_train / nn_jaccard_gen). Near-dup: flagged near_dup_text_train or "
                "near_dup_text_gen. Rejections: sum and maximum of rejection_count.",))
