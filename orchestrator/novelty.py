@@ -52,6 +52,7 @@ def tokenize_code(code: str) -> Tokens:
     Fallback (flagged): `# ...` to end of line removed (also inside strings: it is only an
     approximation), then runs of word characters and single other non-space characters.
     """
+    code = code.removeprefix("\ufeff")  # a byte-order mark is an encoding marker, not code
     tokens = _lexer_tokens(code)
     if tokens is not None:
         return Tokens(tokens, fallback=False)
@@ -214,7 +215,7 @@ def exact_jaccard(a: set[bytes], b: set[bytes]) -> float:
 @dataclass(frozen=True)
 class Neighbour:
     similarity: float  # estimated Jaccard; 0.0 when the index is empty
-    name: str | None
+    name: str | None  # None when the similarity is 0.0
     key: Any = None  # the caller's handle for the neighbour (e.g. a database row)
 
 
@@ -263,6 +264,8 @@ class SignatureSet:
         return counts
 
     def neighbour(self, row: int, matches: int) -> Neighbour:
+        if matches == 0:  # nothing in common: no program is "nearest"
+            return Neighbour(0.0, None)
         return Neighbour(matches / self.num_perm, self.names[row], self.keys[row])
 
     def nearest(self, signature: np.ndarray) -> Neighbour:
