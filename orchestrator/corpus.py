@@ -19,6 +19,7 @@ import ast
 import hashlib
 import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -203,7 +204,9 @@ def _screen(session: Session, records: list[LemurRecord], report: ImportReport) 
             report.drops.append(Drop(record.name, record.origin, "not image-classification"))
             continue
         try:
-            tree = ast.parse(record.code)
+            with warnings.catch_warnings():  # e.g. invalid escapes in the program's strings
+                warnings.simplefilter("ignore")
+                tree = ast.parse(record.code)
         except (SyntaxError, ValueError) as exc:
             where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
             message = f"{record.name}: code does not parse: {getattr(exc, 'msg', exc)}{where}"
