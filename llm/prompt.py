@@ -36,6 +36,11 @@ def corpus_tasks(param_budget: int) -> tuple[PromptTask, PromptTask]:
             PromptTask("MNIST", 1, 28, 28, 10, param_budget))
 
 
+def generation_task(param_budget: int) -> PromptTask:
+    """The task every generation prompt states: CIFAR-10 images, 3x32x32, ten classes."""
+    return corpus_tasks(param_budget)[0]
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     version: str

@@ -13,6 +13,7 @@ from orchestrator.commands.images import images
 from orchestrator.commands.report import report
 from orchestrator.commands.corpus import corpus
 from orchestrator.commands.novelty import novelty
+from orchestrator.commands.llm import llm
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +28,4 @@ main.add_command(images)
 main.add_command(report)
 main.add_command(corpus)
 main.add_command(novelty)
+main.add_command(llm)

@@ -108,6 +108,24 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class TinyModelConfig:
+    """The local tiny model (`generation.model = "tiny"`): architecture, tokenizer, training budget."""
+
+    vocab_size: int
+    layers: int
+    hidden_size: int
+    intermediate_size: int
+    heads: int
+    context: int
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class CycleConfig:
     cycles: int
 
@@ -121,6 +139,7 @@ class ExperimentConfig:
     selection: SelectionConfig
     generation: GenerationConfig
     finetune: FinetuneConfig
+    tiny_model: TinyModelConfig
     cycle: CycleConfig
     raw: dict[str, Any] = field(compare=False, repr=False)
 
@@ -266,6 +285,9 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
         ("selection.accuracy_threshold", 0.0 <= sections["selection"].accuracy_threshold <= 1.0),
         ("generation.candidates_per_cycle", sections["generation"].candidates_per_cycle >= 1),
         ("cycle.cycles", sections["cycle"].cycles >= 1),
+        ("tiny_model.steps", sections["tiny_model"].steps >= 1),
+        ("tiny_model.heads", sections["tiny_model"].heads >= 1
+         and sections["tiny_model"].hidden_size % sections["tiny_model"].heads == 0),
     ]
     for where, ok in checks:
         if not ok:

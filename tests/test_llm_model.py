@@ -1,0 +1,338 @@
+"""The LLM side end to end on a micro model built here in seconds: tiny-model CLI, seeded sampling,
+the generate entry point (with resume), LoRA fine-tuning via `accelerate launch`, adapters.
+
+The micro model is the real tiny-model code path with a much smaller architecture and budget, trained on
+programs written below (no shared data needed); it does not write good code, it exercises the code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from click.testing import CliRunner  # noqa: E402
+
+from llm import extract_code  # noqa: E402
+from llm.jobs import ADAPTER_METADATA_FILE, Decoding, read_samples  # noqa: E402
+from llm.prompt import chat_example, corpus_tasks, generation_task, prompt_messages  # noqa: E402
+from orchestrator import llm_runner  # noqa: E402
+from orchestrator.commands.llm import llm as llm_group  # noqa: E402
+from orchestrator.config import load_config  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MICRO_PROFILE = """
+[tiny_model]
+vocab_size = 1024
+layers = 2
+hidden_size = 64
+intermediate_size = 128
+heads = 2
+context = 512
+steps = 40
+batch_size = 4
+lr = 5e-3
+warmup_steps = 4
+
+[generation]
+max_new_tokens = 40
+batch_size = 2
+candidates_per_cycle = 4
+
+[finetune]
+lr = 5e-3
+warmup_steps = 1
+max_seq_length = 2048
+"""
+
+
+def program(width: int, depth: int, activation: str) -> str:
+    """A valid program in the API contract; the corpus varies width, depth and activation."""
+    layers = []
+    channels = "in_shape[1]"
+    for i in range(depth):
+        layers.append(f"nn.Conv2d({channels}, {width * (i + 1)}, 3, padding=1), nn.BatchNorm2d({width * (i + 1)}), "
+                      f"nn.{activation}(), nn.MaxPool2d(2),")
+        channels = str(width * (i + 1))
+    body = "\n            ".join(layers)
+    return textwrap.dedent(f"""\
+        import torch
+        import torch.nn as nn
+
+
+        def supported_hyperparameters():
+            return {{'lr', 'momentum'}}
+
+
+        class Net(nn.Module):
+            def __init__(self, in_shape, out_shape, prm, device):
+                super().__init__()
+                self.device = device
+                self.features = nn.Sequential(
+                    {body}
+                )
+                self.pool = nn.AdaptiveAvgPool2d(1)
+                self.classifier = nn.Linear({channels}, out_shape[0])
+
+            def forward(self, x):
+                return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+            def train_setup(self, prm):
+                self.to(self.device)
+                self.criteria = nn.CrossEntropyLoss().to(self.device)
+                self.optimizer = torch.optim.SGD(self.parameters(), lr=prm['lr'], momentum=prm['momentum'])
+
+            def learn(self, train_data):
+                self.train()
+                for inputs, labels in train_data:
+                    inputs, labels = inputs.to(self.device), labels.to(self.device)
+                    self.optimizer.zero_grad()
+                    loss = self.criteria(self(inputs), labels)
+                    loss.backward()
+                    self.optimizer.step()
+        """)
+
+
+PROGRAMS = [program(w, d, a) for w in (8, 16, 24) for d in (1, 2, 3) for a in ("ReLU", "GELU")]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("llm")
+    profile = root / "micro.toml"
+    profile.write_text(MICRO_PROFILE)
+    lemur_like = root / "programs.jsonl"
+    lemur_like.write_text("".join(json.dumps({"name": f"p{i}", "code": c}) + "\n" for i, c in enumerate(PROGRAMS)))
+    chat = root / "chat.jsonl"
+    budget = load_config("smoke", profile).evaluation.param_budget
+    chat.write_text("".join(json.dumps({"messages": chat_example(t, c)}) + "\n"
+                            for c in PROGRAMS[:4] for t in corpus_tasks(budget)))
+    return {"root": root, "profile": profile, "programs": lemur_like, "chat": chat}
+
+
+@pytest.fixture(scope="module")
+def tiny(workspace: dict[str, Path]) -> Path:
+    """The micro model, built through the CLI into the smoke profile's place (WORKDIR/models/tiny)."""
+    out = llm_runner.tiny_model_dir(workspace["root"])
+    result = CliRunner().invoke(llm_group, [
+        "tiny-model", str(out), "--corpus", str(workspace["programs"]), "--samples", "2",
+        "--profile", "smoke", "--config", str(workspace["profile"])])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out
+
+
+@pytest.fixture(scope="module")
+def config(workspace: dict[str, Path]):
+    return load_config("smoke", workspace["profile"])
+
+
+def test_tiny_model_is_a_llama_with_a_chat_template_and_a_report(tiny: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert AutoConfig.from_pretrained(tiny).model_type == "llama"
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    assert tokenizer.decode(tokenizer(PROGRAMS[0], add_special_tokens=False).input_ids) == PROGRAMS[0]
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                             add_generation_prompt=True)
+    assert rendered == "<s><|user|>\nhi<|end|>\n<|assistant|>\n"
+    report = json.loads((tiny / "tiny-model.json").read_text())
+    assert report["spec"]["layers"] == 2 and report["trained_tokens"] == 40 * 4 * 512
+    losses = [entry["loss"] for entry in report["losses"]]
+    assert losses[-1] < losses[0] - 1.0  # it learnt something from the corpus
+    assert report["check"]["samples"] == 2 and 0 <= report["check"]["parsed"] <= 2
+
+
+def test_tiny_model_reads_a_lemur_export(workspace: dict[str, Path]) -> None:
+    from llm.tiny import read_corpus
+
+    examples = read_corpus(workspace["programs"], 500_000)
+    assert len(examples) == 2 * len(PROGRAMS)  # the paper's CIFAR-10 + MNIST pair per program
+    assert examples[0] == chat_example(corpus_tasks(500_000)[0], PROGRAMS[0])
+    assert len(read_corpus(workspace["chat"], 500_000)) == 8
+
+
+def test_sampling_is_seeded_and_keeps_raw_text_counts_and_reasons(tiny: Path, config) -> None:
+    from llm.sampling import SampleRequest, TransformersBackend
+
+    decoding = Decoding(temperature=0.8, top_k=50, top_p=0.9, do_sample=True, max_new_tokens=24, seed=0)
+    backend = TransformersBackend(str(tiny), decoding, batch_size=2, device="cpu")
+    messages = prompt_messages(generation_task(500_000))
+
+    def draw(seed: int, n: int = 3) -> list:
+        return [s for batch in backend.generate([SampleRequest(messages, n, seed)]) for s in batch]
+
+    first, again, other = draw(1), draw(1), draw(2)
+    assert [s.text for s in first] == [s.text for s in again]
+    assert [s.text for s in first] != [s.text for s in other]
+    assert [s.index for s in first] == [0, 1, 2] and [s.batch_size for s in first] == [2, 2, 1]
+    for sample in first:
+        assert sample.finish_reason in ("stop", "length")
+        assert 0 < sample.completion_tokens <= 24 and sample.prompt_tokens > 10
+        assert (sample.finish_reason == "length") == (sample.completion_tokens == 24)
+        assert sample.seconds > 0
+    # A request resumed at a batch boundary draws what the uninterrupted request drew.
+    resumed = [s for b in backend.generate([SampleRequest(messages, 1, 1, first_index=2)]) for s in b]
+    assert resumed[0].text == first[2].text
+
+
+def test_generate_entry_point_writes_samples_and_resumes(tiny: Path, config, workspace) -> None:
+    from llm.generate import main
+
+    out = workspace["root"] / "gen"
+    job = llm_runner.generate_job(config, workspace["root"], out, device="cpu")
+    assert job.model == str(tiny) and job.num_samples == 4 and job.decoding.temperature == 0.8
+    job_path = workspace["root"] / "jobs" / "gen.json"
+    from llm.jobs import write_job
+
+    write_job(job, job_path)
+    assert main([str(job_path)]) == 0
+    samples = read_samples(out)
+    assert [s["index"] for s in samples] == [0, 1, 2, 3]
+    summary = json.loads((out / "generation.json").read_text())
+    assert summary["prompt_sha256"] == job.prompt_sha256 and summary["drawn"] == 4
+    assert summary["revision"].startswith("local-") and summary["libraries"]["transformers"]
+
+    # Kill mid-way: one whole batch and half a line of the next survive; the rerun completes identically.
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    (out / "samples.jsonl").write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][: len(lines[2]) // 2])
+    assert main([str(job_path)]) == 0
+
+    def untimed(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert untimed(read_samples(out)) == untimed(samples)
+    assert json.loads((out / "generation.json").read_text())["resumed_from"] == 2
+
+
+def test_finetune_via_accelerate_lowers_loss_and_writes_a_loadable_adapter(tiny: Path, config,
+                                                                            workspace) -> None:
+    from llm.sampling import SampleRequest, TransformersBackend
+
+    adapter = workspace["root"] / "adapters" / "cycle-1"
+    job = llm_runner.finetune_job(config, workspace["root"], workspace["chat"], adapter, max_steps=8,
+                                  measure_loss=True, device="cpu")
+    llm_runner.run_local(job, workspace["root"] / "jobs" / "ft.json", timeout=600)
+    meta = json.loads((adapter / ADAPTER_METADATA_FILE).read_text())
+    assert meta["mean_loss_after"] < meta["mean_loss_before"]
+    assert meta["steps"] == 8 and len(meta["loss_curve"]) == 8
+    assert meta["lora_targets"] == dict.fromkeys(config.finetune.target_modules, 2)
+    assert meta["hyperparameters"]["lora_r"] == 32 and meta["effective_optimizer"] == "adamw_torch"
+    assert meta["corpus"]["examples"] == 8 and meta["corpus"]["skipped_over_length"] == 0
+    assert meta["base_model"]["revision"].startswith("local-") and meta["parent_adapter"] is None
+    assert meta["libraries"]["peft"] and meta["train_seconds"] > 0
+    assert not adapter.with_name(adapter.name + ".partial").exists()
+
+    decoding = Decoding(temperature=0.8, top_k=50, top_p=0.9, do_sample=True, max_new_tokens=24, seed=0)
+    messages = prompt_messages(generation_task(config.evaluation.param_budget))
+    texts = {}
+    for name, path in (("base", None), ("adapted", adapter)):
+        backend = TransformersBackend(str(tiny), decoding, batch_size=2, adapter=str(path) if path else None,
+                                      device="cpu")
+        texts[name] = [s.text for b in backend.generate([SampleRequest(messages, 2, 7)]) for s in b]
+    assert texts["adapted"] != texts["base"]
+
+    # The next cycle continues from this adapter (in-process run of the same entry point).
+    from llm.finetune import run
+
+    child = workspace["root"] / "adapters" / "cycle-2"
+    child_job = llm_runner.finetune_job(config, workspace["root"], workspace["chat"], child,
+                                        parent_adapter=adapter, max_steps=2, measure_loss=True, device="cpu")
+    child_meta = run(child_job)
+    assert child_meta["parent_adapter"]["path"] == str(adapter.resolve())
+    assert child_meta["parent_adapter"]["adapter_sha256"] == meta["adapter_sha256"]
+    assert child_meta["mean_loss_before"] == pytest.approx(meta["mean_loss_after"], rel=1e-4)
+
+
+def test_finetune_refuses_over_length_examples_and_leaves_no_adapter(tiny: Path, workspace) -> None:
+    from llm.finetune import FinetuneError, run
+
+    strict = load_config("smoke", workspace["profile"],
+                         overrides={"finetune": {"max_seq_length": 64, "over_length": "error"}})
+    out = workspace["root"] / "adapters" / "too-long"
+    with pytest.raises(FinetuneError, match="8 example\\(s\\) exceed max_seq_length=64"):
+        run(llm_runner.finetune_job(strict, workspace["root"], workspace["chat"], out, device="cpu"))
+    assert not out.exists() and not out.with_name("too-long.partial").exists()
+
+
+def test_finetune_rejects_unknown_targets_an_existing_output_and_a_mismatched_parent(tiny: Path,
+                                                                                   workspace) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from llm.finetune import FinetuneError, _check_parent, resolve_targets
+
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    assert resolve_targets(model, ["q_proj", "down_proj"]) == {"q_proj": 2, "down_proj": 2}
+    with pytest.raises(FinetuneError, match="c_attn match no linear layer"):
+        resolve_targets(model, ["q_proj", "c_attn"])
+
+    from llm.finetune import run
+
+    existing = workspace["root"] / "adapters" / "exists"
+    existing.mkdir(parents=True)
+    config = load_config("smoke", workspace["profile"])
+    with pytest.raises(FinetuneError, match="already exists"):
+        run(llm_runner.finetune_job(config, workspace["root"], workspace["chat"], existing, device="cpu"))
+
+    parent = workspace["root"] / "adapters" / "r8"
+    parent.mkdir()
+    (parent / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 32, "lora_dropout": 0.05,
+                                                            "target_modules": ["q_proj"]}))
+    with pytest.raises(FinetuneError, match="LoRA settings"):
+        _check_parent(parent, llm_runner.finetune_job(config, workspace["root"], workspace["chat"],
+                                                      workspace["root"] / "x").hyperparameters)
+
+
+def test_missing_tiny_model_and_offline_hub_model_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(llm_runner.LLMRunError, match="nasloop llm tiny-model"):
+        llm_runner.resolve_model("tiny", tmp_path)
+    code = ("from llm.models import load_tokenizer, ModelNotFound\n"
+            "try:\n    load_tokenizer('nasloop-test/no-such-model')\n"
+            "except ModelNotFound as e:\n    print('NOTFOUND', e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                            cwd=REPO_ROOT, timeout=120)
+    assert "NOTFOUND" in result.stdout and "HF_HUB_OFFLINE" in result.stdout, result.stderr[-2000:]
+    assert time.perf_counter() - start < 60
+
+
+def _llm_image(docker_client):
+    from orchestrator.images import ImageError, resolve
+
+    try:
+        return resolve(docker_client, "llm")
+    except ImageError as exc:
+        if os.environ.get("NASLOOP_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"NASLOOP_REQUIRE_DOCKER=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.mark.docker
+def test_generate_and_finetune_in_the_llm_container(tiny: Path, config, workspace, docker_client) -> None:
+    image = _llm_image(docker_client)
+    root = workspace["root"]
+    out = root / "container-gen"
+    job = llm_runner.generate_job(config, root, out, num_samples=2, device="cpu")
+    llm_runner.run_in_container(job, root, image.tag, client=docker_client, timeout=600)
+    samples = read_samples(out)
+    assert [s["index"] for s in samples] == [0, 1]
+    assert all(isinstance(extract_code(s["text"]), (str, type(None))) for s in samples)
+
+    adapter = root / "adapters" / "container-cycle-1"
+    ft = llm_runner.finetune_job(config, root, workspace["chat"], adapter, max_steps=4, measure_loss=True,
+                                 device="cpu")
+    logs = llm_runner.run_in_container(ft, root, image.tag, client=docker_client, timeout=600)
+    meta = json.loads((adapter / ADAPTER_METADATA_FILE).read_text())
+    assert meta["mean_loss_after"] < meta["mean_loss_before"], logs[-2000:]
+    assert meta["base_model"]["model"] == "/workspace/models/tiny"
+    assert (adapter / "adapter_model.safetensors").stat().st_uid == os.getuid()
