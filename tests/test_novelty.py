@@ -117,6 +117,16 @@ def test_signatures_equal_datasketch_per_shingle_update(lemur: list[dict], hashe
         assert np.array_equal(hasher.signature(record["code"]).values, naive.hashvalues)
 
 
+def test_memoised_hashing_equals_hashing_the_shingle_set(lemur: list[dict]) -> None:
+    cached = MinHasher(NOVELTY.shingle_size, NOVELTY.num_perm)
+    cached._CACHE_LIMIT = 50  # forces the memo to be cleared and rebuilt repeatedly
+    fresh = MinHasher(NOVELTY.shingle_size, NOVELTY.num_perm)
+    for record in lemur[:40] + lemur[:10]:
+        grams, _ = fresh.shingles(record["code"])
+        assert np.array_equal(cached.signature(record["code"]).values, fresh.signature_of(grams))
+    assert np.array_equal(cached.signature("x = 1").values, fresh.signature_of({b"x = 1"}))
+
+
 def test_parallel_signatures_equal_serial(lemur: list[dict], hasher: MinHasher) -> None:
     codes = [r["code"] for r in lemur[:80]]
     serial = hasher.signatures(codes)
