@@ -7,6 +7,7 @@ a label table for a public test set."""
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass
 
 REQUIRED_METHODS = ("__init__", "forward", "train_setup", "learn")
@@ -26,7 +27,9 @@ def check_contract(source: bytes, max_bytes: int) -> ContractViolation | None:
     if len(source) > max_bytes:
         return ContractViolation("contract", f"source is {len(source):,} bytes, over the {max_bytes:,}-byte cap")
     try:
-        tree = ast.parse(source.decode("utf-8"), filename="candidate.py")
+        with warnings.catch_warnings():  # the candidate's own warnings (bad escapes...) are not ours
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source.decode("utf-8"), filename="candidate.py")
     except UnicodeDecodeError as exc:
         return ContractViolation("syntax", f"source is not UTF-8: {exc}")
     except (SyntaxError, ValueError) as exc:

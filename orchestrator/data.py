@@ -90,6 +90,7 @@ class _CifarUnpickler(pickle.Unpickler):
     """CIFAR-10's batches are pickled dicts holding a numpy array: allow exactly those types."""
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("_codecs", "encode"),
                 ("numpy", "ndarray"), ("numpy", "dtype")}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -177,7 +178,7 @@ def load_idx_dataset(directory: Path, name: str) -> RawSplits:
 
 
 def make_synthetic(seed: int = 0, n_train: int = 2000, n_test: int = 1000,
-                   num_classes: int = 10) -> RawSplits:
+                   num_classes: int = 10, noise: float = 3.0) -> RawSplits:
     """CIFAR-shaped (3x32x32), learnable images: each class is a smooth random colour pattern,
     each image that pattern shifted, rescaled in contrast and buried in noise."""
     rng = np.random.default_rng(seed)
@@ -190,7 +191,7 @@ def make_synthetic(seed: int = 0, n_train: int = 2000, n_test: int = 1000,
         shifts = rng.integers(-3, 4, size=(n, 2))
         for i, (dy, dx) in enumerate(shifts):
             images[i] = np.roll(images[i], (dy, dx), axis=(1, 2))
-        images += rng.normal(scale=1.0, size=images.shape)
+        images += rng.normal(scale=noise, size=images.shape)
         pixels = np.clip(128 + 40 * images, 0, 255).astype(np.uint8)
         return pixels, labels.astype(np.int64)
 

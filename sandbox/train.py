@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  every optimizer's constructor imports it: pay that before timing learn()
 from safetensors.torch import save_model
 
 from sandbox.batches import TrainBatches

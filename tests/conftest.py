@@ -1,0 +1,53 @@
+"""Shared fixtures: paths, the shared LEMUR corpus, Docker and the sandbox image.
+
+Tests that need Docker skip when it is unavailable, unless NASLOOP_REQUIRE_DOCKER=1 (CI sets it),
+in which case they fail: CI must never pass by skipping the sandbox.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared"
+LEMUR_JSONL = SHARED / "data" / "lemur" / "lemur-img-classification.jsonl.gz"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("NASLOOP_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"NASLOOP_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lemur_records() -> list[dict[str, Any]]:
+    if not LEMUR_JSONL.is_file():
+        pytest.skip(f"shared LEMUR corpus not found at {LEMUR_JSONL}")
+    with gzip.open(LEMUR_JSONL, "rt") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    from orchestrator.images import ImageError, docker_client
+
+    try:
+        return docker_client()
+    except ImageError as exc:
+        _unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client):  # type: ignore[no-untyped-def]
+    from orchestrator.images import ImageError, resolve
+
+    try:
+        return resolve(docker_client, "sandbox")
+    except ImageError as exc:
+        _unavailable(str(exc))

@@ -1,0 +1,219 @@
+"""Hostile candidates: one per thing a generated program must not be able to do.
+
+Each case is the same tiny, valid network with a snippet planted at import time, in `__init__`,
+in `forward` or in `learn`. A case whose snippet *detects* a hole (a readable host file, a
+reachable network, a privilege) raises `LEAK`, which would turn an expected `ok` into a failure.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+TEMPLATE = '''\
+import torch
+import torch.nn as nn
+
+{at_import}
+
+
+def supported_hyperparameters():
+    return {{'lr', 'momentum'}}
+
+
+class Net(nn.Module):
+    def __init__(self, in_shape, out_shape, prm, device):
+        super().__init__()
+        self.device = device
+        self.conv = nn.Conv2d(in_shape[1], 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(8 * 16, out_shape[0])
+{in_init}
+
+    def forward(self, x):
+{in_forward}
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+    def train_setup(self, prm):
+        self.to(self.device)
+        self.criteria = nn.CrossEntropyLoss()
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=prm['lr'], momentum=prm['momentum'])
+
+    def learn(self, train_data):
+{in_learn}
+        for inputs, labels in train_data:
+            self.optimizer.zero_grad()
+            loss = self.criteria(self(inputs), labels)
+            loss.backward()
+            self.optimizer.step()
+'''
+
+IN_PREDICT_PHASE = "os.path.exists('/data/predict_images.npy')"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    expect: str  # "ok" or a failure kind
+    at_import: str = ""
+    in_init: str = ""
+    in_forward: str = ""
+    in_learn: str = ""
+
+    def source(self, **values: str) -> bytes:
+        def block(code: str, indent: int) -> str:
+            code = textwrap.dedent(code).strip().format(**values) if code else "pass"
+            return textwrap.indent(code, " " * indent)
+
+        return TEMPLATE.format(at_import=block(self.at_import, 0), in_init=block(self.in_init, 8),
+                               in_forward=block(self.in_forward, 8), in_learn=block(self.in_learn, 8)).encode()
+
+
+CASES = [
+    Case("benign", "ok"),
+    # --- exhausting the host ---
+    Case("fork_bomb", "timeout", at_import="""
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+        """),
+    Case("thread_bomb", "timeout", at_import="""
+        import threading, time
+        while True:
+            try:
+                threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+            except RuntimeError:
+                pass
+        """),
+    Case("memory_hog", "oom", in_init="self.hog = [bytearray(64 * 2**20) for _ in range(4096)]"),
+    Case("endless_loop", "timeout", in_learn="while True:\n    pass"),
+    Case("endless_output", "timeout", in_learn="while True:\n    print('spam' * 4096, flush=True)"),
+    Case("tmp_fill", "crash", in_learn="""
+        i = 0
+        while True:
+            with open(f'/tmp/fill{{i}}', 'wb') as fh:
+                fh.write(b'x' * 2**20)
+            i += 1
+        """),
+    Case("out_fill", "invalid_output", in_learn="""
+        i = 0
+        while True:
+            with open(f'/out/junk{{i}}', 'wb') as fh:
+                fh.write(b'x' * 2**20)
+            i += 1
+        """),
+    Case("daemonised_child", "ok", at_import="""
+        import os
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp('sleep', ['sleep', '{sleep_marker}'])
+            os._exit(0)
+        """),
+    # --- reading the host, the network, privileges ---
+    Case("host_files_and_secrets", "ok", at_import="""
+        import os
+        for path in ['{host_secret_file}', '/var/run/docker.sock', '/run/docker.sock', '/root/.ssh']:
+            if os.path.exists(path):
+                raise RuntimeError('LEAK: ' + path)
+        if any('NASLOOP_TEST_SECRET' in k or '{secret_value}' in v for k, v in os.environ.items()):
+            raise RuntimeError('LEAK: host environment')
+        data = set(os.listdir('/data'))
+        if data not in ({{'train_images.npy', 'train_labels.npy'}}, {{'predict_images.npy'}}):
+            raise RuntimeError('LEAK: /data holds ' + str(data))
+        if set(os.listdir('/job')) - {{'candidate.py', 'job.json', 'weights.safetensors'}}:
+            raise RuntimeError('LEAK: /job holds ' + str(os.listdir('/job')))
+        """),
+    Case("network", "ok", at_import="""
+        import socket
+        for target in [('1.1.1.1', 53), ('8.8.8.8', 443), ('172.17.0.1', 2375), ('172.17.0.1', 2376)]:
+            try:
+                socket.create_connection(target, timeout=2).close()
+            except OSError:
+                continue
+            raise RuntimeError(f'LEAK: connected to {{target}}')
+        try:
+            socket.getaddrinfo('pypi.org', 443)
+        except OSError:
+            pass
+        else:
+            raise RuntimeError('LEAK: DNS resolves')
+        if set(socket.if_nameindex()) - {{(1, 'lo')}}:
+            raise RuntimeError('LEAK: interfaces ' + str(socket.if_nameindex()))
+        """),
+    Case("privileges", "ok", at_import="""
+        import os
+        if os.geteuid() == 0 or os.getegid() == 0:
+            raise RuntimeError('LEAK: running as root')
+        status = open('/proc/self/status').read()
+        if 'CapEff:\\t0000000000000000' not in status or 'NoNewPrivs:\\t1' not in status:
+            raise RuntimeError('LEAK: capabilities or privileges: ' + status)
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise RuntimeError('LEAK: setuid(0) worked')
+        for path in ['/etc/evil', '/opt/nasloop/app/sandbox/evil.py', '/data/evil', '/job/evil', '/usr/evil']:
+            try:
+                open(path, 'w').close()
+            except OSError:
+                continue
+            raise RuntimeError('LEAK: wrote ' + path)
+        """),
+    # --- changing its own score ---
+    Case("monkeypatch_and_fake_accuracy", "ok", at_import="""
+        import builtins, numpy
+        torch.argmax = lambda *a, **k: torch.zeros(1)
+        torch.Tensor.eq = lambda *a, **k: torch.ones(1, dtype=torch.bool)
+        numpy.mean = lambda *a, **k: 0.99
+        print('ACCURACY: 0.99')
+        print('{{"accuracy": 0.99, "valid": true}}')
+        """, in_learn="return"),
+    Case("early_exit_in_learn", "missing_output", in_learn="import os\nos._exit(0)"),
+    Case("system_exit_at_import", "import", at_import="raise SystemExit(0)"),
+    Case("nan_logits", "nonfinite", in_forward="""
+        if not self.training:
+            return torch.full((x.shape[0], 10), float('nan'))
+        """),
+    Case("wrong_shape_when_predicting", "invalid_output", in_forward="""
+        if not self.training and x.shape[0] > 2:
+            return torch.zeros(x.shape[0], 5)
+        """),
+    Case("pickled_logits", "invalid_output", at_import="""
+        import os, pickle
+        if {in_predict}:
+            numpy_mod = __import__('numpy')
+            numpy_mod.save('/out/logits.npy', numpy_mod.array([object()] * 3), allow_pickle=True)
+            os._exit(0)
+        """),
+    Case("symlinked_logits", "invalid_output", at_import="""
+        import os
+        if {in_predict}:
+            os.symlink('/etc/passwd', '/out/logits.npy')
+            os._exit(0)
+        """),
+    Case("forged_infra_status", "crash", at_import="""
+        import json, os
+        open('/out/status.json', 'w').write(json.dumps({{'failure': 'infra', 'error': 'not my fault'}}))
+        os._exit(3)
+        """),
+    Case("forged_weights_then_exit", "missing_output", in_learn="""
+        import os
+        open('/out/weights.safetensors', 'wb').write(b'\\x08\\x00\\x00\\x00\\x00\\x00\\x00\\x00{{}}      ')
+        os._exit(0)
+        """),
+    Case("hidden_parameters", "params_over_budget", at_import="""
+        nn.Module.parameters = lambda self, recurse=True: iter([])
+        nn.Module.named_parameters = lambda self, *a, **k: iter([])
+        """, in_init="self.big = nn.Linear(1000, 1000)"),
+    # --- ordinary failures, each its own kind ---
+    Case("import_error", "import", at_import="import not_a_real_module_xyz"),
+    Case("instantiate_error", "instantiate", in_init="raise ValueError('bad layer')"),
+    Case("forward_shape", "forward", in_forward="return torch.zeros(x.shape[0], 3)"),
+    Case("crash_in_learn", "crash", in_learn="raise RuntimeError('boom')"),
+    Case("segfault", "crash", in_learn="import ctypes\nctypes.string_at(0)"),
+]

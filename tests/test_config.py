@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import ConfigError, available_profiles, load_config
+
+
+def test_paper_profile_has_the_papers_settings() -> None:
+    config = load_config("paper")
+    assert config.evaluation.hyperparameters == {"lr": 0.01, "momentum": 0.9, "dropout": 0.2}
+    assert config.evaluation.batch_size == 16 and config.evaluation.param_budget == 500_000
+    assert (config.novelty.shingle_size, config.novelty.num_perm) == (10, 256)
+    assert (config.novelty.lsh_threshold, config.novelty.tau) == (0.85, 0.90)
+    assert config.selection.accuracy_threshold == 0.40
+    assert (config.generation.temperature, config.generation.top_k, config.generation.top_p) == (0.2, 50, 0.9)
+    assert config.finetune.lora_r == 32 and config.finetune.epochs == 5 and config.cycle.cycles == 22
+
+
+def test_smoke_extends_paper_and_overrides_only_what_it_lists() -> None:
+    paper, smoke = load_config("paper"), load_config("smoke")
+    assert {"paper", "smoke"} <= set(available_profiles())
+    assert smoke.data.dataset == "synthetic" and smoke.evaluation.device == "cpu"
+    assert smoke.evaluation.batch_size == paper.evaluation.batch_size
+    assert smoke.novelty == paper.novelty and smoke.sha256 != paper.sha256
+
+
+def test_config_file_layers_on_top_of_profile(tmp_path: Path) -> None:
+    path = tmp_path / "my.toml"
+    path.write_text("[evaluation]\njobs = 7\n")
+    assert load_config("smoke", path).evaluation.jobs == 7
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[evaluation]\njobz = 1\n", "unknown key(s) jobz"),
+    ("[evaluation]\njobs = 'two'\n", "evaluation.jobs: expected int"),
+    ("[evaluation]\ndevice = 'tpu'\n", "evaluation.device: 'tpu' is not one of"),
+    ("[surprise]\nx = 1\n", "unknown section(s) surprise"),
+    ("[novelty]\ntau = 1.5\n", "novelty.tau: value out of range"),
+    ("[evaluation\n", "invalid TOML"),
+])
+def test_bad_config_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config("paper", path)
+    assert message in str(info.value)
+
+
+def test_unknown_profile_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown profile 'nope'.*paper"):
+        load_config("nope")

@@ -1,0 +1,169 @@
+import gzip
+import io
+import json
+import os
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator import data as d
+
+FASHION = d.FASHION_MNIST_DEBIAN
+
+
+def _cifar_batch(rng: np.random.Generator, n: int) -> bytes:
+    batch = {b"batch_label": b"training batch", b"labels": [int(x) for x in rng.integers(0, 10, n)],
+             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+    return pickle.dumps(batch, protocol=2)
+
+
+def make_cifar_archive(path: Path, per_batch: int = 20, corrupt: str | None = None) -> Path:
+    """An archive in the exact layout of the official cifar-10-python.tar.gz."""
+    rng = np.random.default_rng(1)
+    members = {f"cifar-10-batches-py/data_batch_{i}": _cifar_batch(rng, per_batch) for i in range(1, 6)}
+    members["cifar-10-batches-py/test_batch"] = _cifar_batch(rng, per_batch)
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps(
+        {b"label_names": [b"airplane"] * 10, b"num_cases_per_batch": per_batch, b"num_vis": 3072}, protocol=2)
+    members["cifar-10-batches-py/readme.html"] = b"<html></html>"
+    if corrupt == "truncated":
+        members["cifar-10-batches-py/data_batch_3"] = members["cifar-10-batches-py/data_batch_3"][:100]
+    if corrupt == "missing":
+        del members["cifar-10-batches-py/test_batch"]
+    if corrupt == "hostile":
+        class Boom:
+            def __reduce__(self):  # type: ignore[no-untyped-def]
+                return (os.system, (f"touch {path.parent / 'pwned'}",))
+        members["cifar-10-batches-py/data_batch_2"] = pickle.dumps(Boom(), protocol=2)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_cifar10_archive_layout_is_read(tmp_path: Path) -> None:
+    raw = d.load_cifar10(make_cifar_archive(tmp_path / "cifar-10-python.tar.gz"))
+    assert raw.train_images.shape == (100, 3, 32, 32) and raw.train_images.dtype == np.uint8
+    assert raw.test_images.shape == (20, 3, 32, 32) and raw.train_labels.dtype == np.int64
+    # Row-major 3072 = R plane, G plane, B plane of 32x32 each.
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz") as tar:
+        first = pickle.loads(tar.extractfile("cifar-10-batches-py/data_batch_1").read(), encoding="bytes")  # type: ignore[union-attr]
+    assert (raw.train_images[0, 1].ravel() == first[b"data"][0, 1024:2048]).all()
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    ("truncated", "corrupt"), ("missing", "lacks cifar-10-batches-py/test_batch"), ("hostile", "unexpected type"),
+])
+def test_corrupt_cifar10_archives_give_clear_errors(tmp_path: Path, corrupt: str, message: str) -> None:
+    archive = make_cifar_archive(tmp_path / "c.tar.gz", corrupt=corrupt)
+    with pytest.raises(d.DataError, match=message):
+        d.load_cifar10(archive)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_and_non_archive_files(tmp_path: Path) -> None:
+    with pytest.raises(d.DataError, match="nasloop data fetch cifar10"):
+        d.load_cifar10(tmp_path / "absent.tar.gz")
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(d.DataError, match="unreadable"):
+        d.load_cifar10(tmp_path / "junk.tar.gz")
+
+
+def test_fetch_verifies_md5_and_leaves_nothing_on_mismatch(tmp_path: Path) -> None:
+    archive = make_cifar_archive(tmp_path / "source.tar.gz")
+    url = archive.as_uri()
+    with pytest.raises(d.DataError, match="MD5"):
+        d.fetch_cifar10(tmp_path / "dl", url=url, md5="0" * 32)
+    assert list((tmp_path / "dl").iterdir()) == []
+    fetched = d.fetch_cifar10(tmp_path / "dl", url=url, md5=d._md5(archive))
+    assert fetched.read_bytes() == archive.read_bytes()
+
+
+def test_prepare_splits_off_a_seeded_holdout_and_keeps_labels_apart(tmp_path: Path) -> None:
+    raw = d.load_cifar10(make_cifar_archive(tmp_path / "c.tar.gz"))
+    prepared = d.prepare(raw, "cifar10", tmp_path / "data" / "cifar10", holdout_fraction=0.1, seed=3)
+    m = prepared.meta
+    assert (m.n_train, m.n_holdout, m.n_test) == (90, 10, 20) and m.in_shape == [1, 3, 32, 32]
+    again = d.prepare(raw, "cifar10", tmp_path / "again" / "cifar10", holdout_fraction=0.1, seed=3)
+    assert (prepared.array("holdout_images") == again.array("holdout_images")).all()
+    train = {bytes(x) for x in np.asarray(prepared.array("train_images"))}
+    assert not train & {bytes(x) for x in np.asarray(prepared.array("holdout_images"))}
+    assert d.open_prepared(tmp_path / "data", "cifar10").meta == m
+    assert sorted(p.name for p in prepared.root.iterdir()) == [
+        "holdout_images.npy", "holdout_labels.npy", "meta.json", "test_images.npy", "test_labels.npy",
+        "train_images.npy", "train_labels.npy"]
+
+
+def test_unprepared_dataset_says_how_to_prepare(tmp_path: Path) -> None:
+    with pytest.raises(d.DataError, match="nasloop data fetch cifar10"):
+        d.open_prepared(tmp_path, "cifar10")
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "meta.json").write_text("{broken")
+    with pytest.raises(d.DataError, match="corrupt"):
+        d.open_prepared(tmp_path, "mnist")
+
+
+def test_synthetic_is_deterministic_and_cifar_shaped() -> None:
+    a, b = d.make_synthetic(seed=5), d.make_synthetic(seed=5)
+    assert a.train_images.shape == (2000, 3, 32, 32) and a.test_images.shape == (1000, 3, 32, 32)
+    assert (a.train_images == b.train_images).all() and (a.test_labels == b.test_labels).all()
+    assert not (d.make_synthetic(seed=6).train_images == a.train_images).all()
+    assert set(np.unique(a.train_labels)) == set(range(10))
+
+
+def test_synthetic_is_learnable_in_one_epoch() -> None:
+    torch = pytest.importorskip("torch")
+    from sandbox.batches import TrainBatches, normalise
+
+    raw = d.make_synthetic(seed=0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(4),
+                              torch.nn.Flatten(), torch.nn.Linear(16 * 8 * 8, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    images, labels = torch.from_numpy(raw.train_images), torch.from_numpy(raw.train_labels)
+    mean, std = [0.5] * 3, [0.45] * 3
+    for x, y in TrainBatches(images, labels, 16, 0, mean, std, 4, True):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+        predicted = net(normalise(torch.from_numpy(raw.test_images), m, s)).argmax(1).numpy()
+    assert (predicted == raw.test_labels).mean() > 0.3  # chance is 0.1
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_reader_and_its_errors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    raw = d.load_idx_dataset(tmp_path, "mnist")
+    assert raw.train_images.shape == (30, 1, 28, 28) and raw.test_labels.shape == (10,)
+    with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(struct.pack(">HBBI", 0, 8, 1, 10) + b"\x01" * 5)
+    with pytest.raises(d.DataError, match="holds 5 bytes, expected 10"):
+        d.load_idx_dataset(tmp_path, "mnist")
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(d.DataError, match="lacks t10k-labels-idx1-ubyte"):
+        d.load_idx_dataset(tmp_path, "mnist")
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_is_prepared(tmp_path: Path) -> None:
+    prepared = d.ensure_prepared("fashion-mnist", tmp_path, tmp_path / "data", 0.1, 0)
+    m = prepared.meta
+    assert (m.n_train, m.n_holdout, m.n_test) == (54000, 6000, 10000)
+    assert m.in_shape == [1, 1, 28, 28] and m.num_classes == 10
+    assert 0.2 < m.mean[0] < 0.4 and json.loads((prepared.root / "meta.json").read_text())["dataset"] == "fashion-mnist"
