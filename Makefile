@@ -1,0 +1,75 @@
+# nasloop: `make cycle` runs the loop, `make test` the test suite. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NASLOOP := $(VENV)/bin/nasloop
+# The torch the host venv gets (tests, tiny LLM, benchmark baseline). The images pin their own.
+TORCH_SPEC ?= torch==2.13.0
+# Base of the Docker images: a CUDA PyTorch image on a GPU workstation (e.g.
+# pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime, with IMAGE_BUILD_ARGS as in the README), or the
+# local Debian image that images/base/build.sh makes from Debian packages (CI, no registry).
+BASE_IMAGE ?= nasloop-base:bookworm
+IMAGE_BUILD_ARGS ?=
+WHEELHOUSE := build/wheelhouse
+WORKDIR ?= runs
+PROFILE ?=
+CYCLES ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: help setup wheelhouse base-image images test test-fast bench cycle check-docker clean
+
+help:
+	@echo "make setup      create $(VENV) and install nasloop (idempotent)"
+	@echo "make images     build the Docker images (needs a Docker daemon)"
+	@echo "make test       run the whole test suite (needs Docker and the images)"
+	@echo "make test-fast  run the tests that need no Docker"
+	@echo "make bench      run the benchmarks"
+	@echo "make cycle      run the loop (CYCLES=N PROFILE=paper|smoke)"
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python >= 3.11 is needed)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e '.[dev,llm,bench]'
+	@touch $@
+
+setup: $(VENV)/.installed
+
+check-docker:
+	@command -v docker >/dev/null || { echo "error: the docker command is missing: install Docker (Debian: apt-get install docker.io)"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "error: no Docker daemon is reachable: start it (e.g. 'dockerd &' or 'systemctl start docker') and check your permissions"; exit 1; }
+
+# Wheels for the images, downloaded on the host (the images build without network access).
+$(WHEELHOUSE)/.complete: images/sandbox/requirements.txt $(wildcard images/llm/requirements.txt) | setup
+	mkdir -p $(WHEELHOUSE)
+	$(PY) -m pip download --quiet --dest $(WHEELHOUSE) pip $(foreach r,$^,-r $(r))
+	@touch $@
+
+wheelhouse: $(WHEELHOUSE)/.complete
+
+base-image: check-docker
+	@if [ "$(BASE_IMAGE)" = "nasloop-base:bookworm" ]; then bash images/base/build.sh "$(BASE_IMAGE)"; \
+	elif ! docker image inspect "$(BASE_IMAGE)" >/dev/null 2>&1; then \
+	  echo "error: base image $(BASE_IMAGE) is not present: docker pull $(BASE_IMAGE)"; exit 1; fi
+
+images: setup check-docker base-image wheelhouse
+	$(NASLOOP) images build --base-image "$(BASE_IMAGE)" $(foreach a,$(IMAGE_BUILD_ARGS),--build-arg $(a))
+
+test: setup images
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
+
+bench: setup images
+	@mkdir -p bench-results
+	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+
+cycle: setup
+	@echo "nasloop cycle is not yet implemented (issue: the cycle). Available now: nasloop evaluate, data, images."
+	@exit 1
+
+clean:
+	rm -rf build bench-results
