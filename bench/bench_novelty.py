@@ -270,7 +270,7 @@ def main() -> None:
           " ratios are measured in the same run)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results, indent=2, default=lambda value: value.item()))
 
 
 if __name__ == "__main__":

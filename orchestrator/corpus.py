@@ -35,7 +35,7 @@ from llm.prompt import chat_example, corpus_tasks
 from orchestrator.config import NoveltyConfig
 from orchestrator.db import Base
 from orchestrator.lemur import IMAGE_CLASSIFICATION, LemurRecord, ReadProblem, read_lemur
-from orchestrator.novelty import MinHasher, NoveltyIndex, SignatureBatch
+from orchestrator.novelty import MinHasher, NoveltyIndex
 
 LEMUR = "lemur"
 GENERATED = "generated"
@@ -105,17 +105,18 @@ def load_index(session: Session, novelty: NoveltyConfig, workers: int | None = N
                                   workers or default_workers(len(missing)))
         for j, i in enumerate(missing):
             values[i] = batch.values[j]
-            _store_signature(session, rows[i].id, hasher, batch, j)
+            _store_signature(session, rows[i].id, hasher, batch.values[j],
+                             batch.tokenizer_fallback[j])
     index = NoveltyIndex(hasher, novelty.lsh_threshold)
     index.add_many([r.name for r in rows], values, [r.id for r in rows])
     return index
 
 
-def _store_signature(session: Session, program_id: int, hasher: MinHasher,
-                     batch: SignatureBatch, i: int) -> None:
+def _store_signature(session: Session, program_id: int, hasher: MinHasher, values: np.ndarray,
+                     tokenizer_fallback: bool) -> None:
     session.add(ProgramSignature(program_id=program_id, scheme=hasher.key,
-                                 signature=batch.values[i].astype("<u4").tobytes(),
-                                 tokenizer_fallback=bool(batch.tokenizer_fallback[i])))
+                                 signature=values.astype("<u4").tobytes(),
+                                 tokenizer_fallback=bool(tokenizer_fallback)))
 
 
 # --- import ------------------------------------------------------------------------------------
@@ -187,7 +188,8 @@ def import_lemur(session: Session, path: Path, novelty: NoveltyConfig,
             report.kept += 1
     session.flush()  # programs before their signatures (foreign key)
     for i in range(len(candidates)):
-        _store_signature(session, first_id + i, index.hasher, batch, i)
+        _store_signature(session, first_id + i, index.hasher, batch.values[i],
+                         batch.tokenizer_fallback[i])
     return report
 
 
@@ -266,8 +268,7 @@ def add_generated(session: Session, index: NoveltyIndex, name: str, code: str, c
     session.add(program)
     session.flush()
     signature = index.hasher.signature(code)
-    batch = SignatureBatch(signature.values[None, :], np.array([signature.tokenizer_fallback]))
-    _store_signature(session, next_id, index.hasher, batch, 0)
+    _store_signature(session, next_id, index.hasher, signature.values, signature.tokenizer_fallback)
     index.add(name, signature.values, next_id)
     return program
 

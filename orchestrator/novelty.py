@@ -5,7 +5,8 @@ without comments, blank-line/indent tokens, logical-line ends and encoding marke
 differing only in comments or layout has the same shingles. (A program shorter than `k` tokens
 is one shingle.) Its MinHash signature is bit-identical to datasketch's
 `MinHash(num_perm, seed=1)` (scheme "affine32", SHA-1 hash) updated with each shingle's UTF-8
-bytes, computed here in one vectorised pass instead of one `update()` per shingle.
+bytes, computed here in one vectorised NumPy pass (with memoised shingle hashes) instead of one
+`update()` per shingle.
 
 `NoveltyIndex` answers J_train: the true nearest neighbour's estimated similarity (never 0.0
 just because the LSH retrieved nothing) and its name. `CycleNovelty` adds the cycle-local
@@ -22,12 +23,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from hashlib import sha1
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from datasketch import MinHash, MinHashLSH
+from numpy.lib.stride_tricks import as_strided
 
 # Bump when tokenisation or shingling changes: stored signatures are keyed by it.
 TOKENIZER_VERSION = 1
@@ -103,17 +103,14 @@ def _c_lexer_tokens(code: str) -> list[str] | None:
 
 
 def shingles(tokens: Sequence[str], k: int) -> set[bytes]:
-    """Contiguous `k`-token windows, each the UTF-8 bytes of its tokens joined by one space."""
+    """Contiguous `k`-token windows, each the UTF-8 bytes of its tokens joined by one space.
+
+    The definition (used for exact Jaccard and as datasketch's input); `MinHasher` computes the
+    same shingles' hashes without building this set.
+    """
     if len(tokens) <= k:
         return {" ".join(tokens).encode()}
-    text = " ".join(tokens)
-    if text.isascii():
-        data, lengths = text.encode(), [len(t) + 1 for t in tokens]
-    else:
-        encoded = [t.encode() for t in tokens]
-        data, lengths = b" ".join(encoded), [len(t) + 1 for t in encoded]
-    starts = [0, *accumulate(lengths)]  # byte offset of each token (+1 past the end)
-    return {data[starts[i]:starts[i + k] - 1] for i in range(len(tokens) - k + 1)}
+    return {" ".join(tokens[i:i + k]).encode() for i in range(len(tokens) - k + 1)}
 
 
 @dataclass(frozen=True)
@@ -129,9 +126,6 @@ class SignatureBatch:
 
     def __len__(self) -> int:
         return len(self.values)
-
-    def __getitem__(self, i: int) -> Signature:
-        return Signature(self.values[i], bool(self.tokenizer_fallback[i]))
 
 
 class MinHasher:
@@ -226,9 +220,15 @@ def _batch(signatures: list[Signature], num_perm: int) -> SignatureBatch:
     return SignatureBatch(values, np.array([s.tokenizer_fallback for s in signatures], dtype=bool))
 
 
+_WORKER_HASHERS: dict[tuple[int, int], MinHasher] = {}  # per worker process: keeps its memo warm
+
+
 def _signatures_worker(args: tuple[int, int, Sequence[str]]) -> SignatureBatch:
     shingle_size, num_perm, codes = args
-    return MinHasher(shingle_size, num_perm).signatures(codes)
+    key = (shingle_size, num_perm)
+    if key not in _WORKER_HASHERS:
+        _WORKER_HASHERS[key] = MinHasher(shingle_size, num_perm)
+    return _WORKER_HASHERS[key].signatures(codes)
 
 
 def _sha1_hash32(data: bytes) -> int:

@@ -336,3 +336,11 @@ def test_cli_database_url_from_environment(tmp_path: Path, subset: Path) -> None
     assert result.exit_code == 0, result.output
     assert (tmp_path / "elsewhere.db").is_file()
     assert not (tmp_path / "runs" / "nasloop.db").exists()
+
+
+def test_cli_import_of_unreadable_source_fails(tmp_path: Path) -> None:
+    (tmp_path / "not-a-checkout").mkdir()
+    result = CliRunner().invoke(corpus_cli, ["import", "--lemur", str(tmp_path / "not-a-checkout"),
+                                             "--workdir", str(tmp_path / "runs")])
+    assert result.exit_code == 1
+    assert "not an nn-dataset checkout" in result.output and "nothing could be read" in result.output

@@ -79,6 +79,8 @@ def import_command(lemur_path: Path, workers: int | None, verbose: bool, workdir
     for reason, count in sorted(report.dropped.items()):
         click.echo(f"  dropped {count:6d}  {reason}")
     click.echo(f"  kept    {report.kept:6d}  new corpus programs")
+    if report.read == 0 and report.problems:
+        raise click.ClickException(f"nothing could be read from {lemur_path}")
 
 
 @corpus.command("stats")

@@ -30,6 +30,8 @@ def novelty(files: tuple[Path, ...], as_json: bool, workdir: Path, db_url: str |
             index = load_index(session, config.novelty)
     finally:
         db.close()
+    if not len(index):
+        click.echo("warning: the corpus is empty (run `nasloop corpus import` first)", err=True)
     if not as_json:
         click.echo(f"corpus: {len(index)} programs; near-duplicate above tau = {config.novelty.tau}")
     for file in files:
