@@ -86,27 +86,22 @@ def load_index(session: Session, novelty: NoveltyConfig, workers: int | None = N
     """The novelty index over the corpus, from stored signatures (missing ones are computed and
     stored, e.g. after a change of shingle size). Rows are in program id order."""
     hasher = make_hasher(novelty)
-    rows = session.execute(
-        select(Program.id, Program.name, ProgramSignature.signature)
-        .outerjoin(ProgramSignature, (ProgramSignature.program_id == Program.id)
-                   & (ProgramSignature.scheme == hasher.key))
-        .where(Program.duplicate_of_id.is_(None))
-        .order_by(Program.id)
-    ).all()
-    values = np.empty((len(rows), hasher.num_perm), dtype=np.uint32)
-    missing = [i for i, row in enumerate(rows) if row.signature is None]
-    for i, row in enumerate(rows):
-        if row.signature is not None:
-            values[i] = np.frombuffer(row.signature, dtype="<u4")
+    stored = (ProgramSignature.program_id == Program.id) & (ProgramSignature.scheme == hasher.key)
+    corpus = Program.duplicate_of_id.is_(None)
+    missing = session.execute(select(Program.id, Program.code).outerjoin(ProgramSignature, stored)
+                              .where(corpus, ProgramSignature.program_id.is_(None))
+                              .order_by(Program.id)).all()
     if missing:
-        codes = dict(session.execute(select(Program.id, Program.code)
-                                     .where(Program.id.in_([rows[i].id for i in missing]))).all())
-        batch = hasher.signatures([codes[rows[i].id] for i in missing],
+        batch = hasher.signatures([row.code for row in missing],
                                   workers or default_workers(len(missing)))
-        for j, i in enumerate(missing):
-            values[i] = batch.values[j]
-            _store_signature(session, rows[i].id, hasher, batch.values[j],
-                             batch.tokenizer_fallback[j])
+        for j, row in enumerate(missing):
+            _store_signature(session, row.id, hasher, batch.values[j], batch.tokenizer_fallback[j])
+        session.flush()
+    rows = session.execute(select(Program.id, Program.name, ProgramSignature.signature)
+                           .join(ProgramSignature, stored).where(corpus).order_by(Program.id)).all()
+    values = np.empty((len(rows), hasher.num_perm), dtype=np.uint32)
+    for i, row in enumerate(rows):
+        values[i] = np.frombuffer(row.signature, dtype="<u4")
     index = NoveltyIndex(hasher, novelty.lsh_threshold)
     index.add_many([r.name for r in rows], values, [r.id for r in rows])
     return index

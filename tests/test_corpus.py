@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +232,23 @@ def test_nn_dataset_checkout(tmp_path: Path, lemur: list[dict]) -> None:
     assert "ab/nn/nn/AlexNet.py" in origins
     assert [p.location for p in report.problems] == \
         ["ab/nn/stat/img-classification_cifar-10_acc_DenseNet/1.json"]
+    db.close()
+
+
+def test_signatures_for_other_novelty_settings_are_computed_once_and_stored(tmp_path: Path,
+                                                                            subset: Path) -> None:
+    db = open_database(tmp_path)
+    with db.transaction() as session:
+        report = import_lemur(session, subset, CONFIG.novelty)
+    other = dataclasses.replace(CONFIG.novelty, shingle_size=5)
+    with db.transaction() as session:
+        index = load_index(session, other)
+    with db.transaction() as session:
+        again = load_index(session, other)
+        schemes = Counter(session.scalars(select(ProgramSignature.scheme)))
+    assert len(index) == len(again) == report.kept
+    assert np.array_equal(index.values, again.values)
+    assert schemes[index.hasher.key] == report.kept and index.hasher.key.startswith("tok1-k5-")
     db.close()
 
 
