@@ -12,7 +12,7 @@ heavy). On the scaled corpus the naive signatures are measured on a sample and i
 time is extrapolated (labelled so); its LSH is built in full from the (verified identical)
 signatures, so that its decisions can be compared on all 200 queries.
 
-Usage: .venv/bin/python bench/bench_novelty.py [--quick] [--json OUT]
+Usage: .venv/bin/python bench/bench_novelty.py [--quick] [--scaled N] [--workers N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -242,7 +242,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     parser.add_argument("--scaled", type=int, default=None, help="scaled corpus size [100000; quick 10000]")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results file [bench-results/novelty.json; quick: novelty-quick.json]")
     args = parser.parse_args()
     if not LEMUR_JSONL.is_file():
         sys.exit(f"shared LEMUR corpus not found at {LEMUR_JSONL}")
@@ -268,9 +269,10 @@ def main() -> None:
     report(results[-1])
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other work on the machine slows wall times;"
           " ratios are measured in the same run)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=lambda value: value.item()))
+    out = args.json or REPO / "bench-results" / ("novelty-quick.json" if args.quick else "novelty.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=lambda value: value.item()))
+    print(f"results written to {out}")
 
 
 if __name__ == "__main__":
