@@ -71,18 +71,19 @@ def generate_job(config: ExperimentConfig, workdir: Path, output_dir: Path, adap
 
 
 def finetune_job(config: ExperimentConfig, workdir: Path, corpus: Path, output_dir: Path,
-                 parent_adapter: Path | None = None, max_steps: int | None = None,
+                 previous_adapter: Path | None = None, max_steps: int | None = None,
                  measure_loss: bool = False, device: str | None = None,
                  seed: int | None = None) -> FinetuneJob:
-    """A fine-tuning job: the profile's LoRA settings. The caller passes `parent_adapter` (the previous
-    cycle's adapter) when `finetune.continue_from_previous` is on."""
+    """A fine-tuning job with the profile's LoRA settings. It continues from `previous_adapter` (the
+    previous cycle's) when `finetune.continue_from_previous` is on, else restarts from the base model."""
     hp = {k: v for k, v in as_dict(config.finetune).items() if k != "continue_from_previous"}
+    parent = previous_adapter if config.finetune.continue_from_previous else None
     return FinetuneJob(
         model=resolve_model(config.generation.model, workdir),
         corpus=str(Path(corpus).resolve()),
         output_dir=str(Path(output_dir).resolve()),
         hyperparameters=LoraHyperparameters(**hp),
-        parent_adapter=str(Path(parent_adapter).resolve()) if parent_adapter else None,
+        parent_adapter=str(Path(parent).resolve()) if parent else None,
         seed=config.generation.seed if seed is None else seed,
         device=device or config.evaluation.device,
         measure_loss=measure_loss,
@@ -179,7 +180,8 @@ def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, 
     workdir = Path(workdir).resolve()
     mounts = container_mounts(job, workdir)
     inner = in_container_job(job, mounts)
-    host_job_path = workdir / "llm-jobs" / f"{'generate' if isinstance(job, GenerateJob) else 'finetune'}-{uuid.uuid4().hex[:12]}.json"
+    kind = "generate" if isinstance(job, GenerateJob) else "finetune"
+    host_job_path = workdir / "llm-jobs" / f"{kind}-{uuid.uuid4().hex[:12]}.json"
     write_job(inner, host_job_path)
     environment = {"HF_HOME": CONTAINER_HF_HOME, "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
@@ -201,7 +203,8 @@ def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, 
             raise LLMRunError(f"{_kind(job)} container timed out after {timeout}s") from exc
         logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
         if status.get("StatusCode") != 0:
-            raise LLMRunError(f"{_kind(job)} container failed (exit {status.get('StatusCode')}):\n{logs[-4000:]}")
+            raise LLMRunError(f"{_kind(job)} container failed (exit {status.get('StatusCode')}):\n"
+                              f"{logs[-4000:]}")
         return logs
     finally:
         try:

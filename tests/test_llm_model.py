@@ -246,7 +246,7 @@ def test_finetune_via_accelerate_lowers_loss_and_writes_a_loadable_adapter(tiny:
 
     child = workspace["root"] / "adapters" / "cycle-2"
     child_job = llm_runner.finetune_job(config, workspace["root"], workspace["chat"], child,
-                                        parent_adapter=adapter, max_steps=2, measure_loss=True, device="cpu")
+                                        previous_adapter=adapter, max_steps=2, measure_loss=True, device="cpu")
     child_meta = run(child_job)
     assert child_meta["parent_adapter"]["path"] == str(adapter.resolve())
     assert child_meta["parent_adapter"]["adapter_sha256"] == meta["adapter_sha256"]

@@ -115,6 +115,17 @@ def test_paper_profile_becomes_the_papers_jobs(tmp_path: Path) -> None:
     assert set(hp.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"}
 
 
+def test_finetune_continues_from_the_previous_adapter_unless_the_profile_restarts(tmp_path: Path) -> None:
+    previous = tmp_path / "adapters" / "cycle-1"
+    job = llm_runner.finetune_job(load_config("paper"), tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
+                                  previous_adapter=previous)
+    assert job.parent_adapter == str(previous.resolve())
+    restart = load_config("paper", overrides={"finetune": {"continue_from_previous": False}})
+    job = llm_runner.finetune_job(restart, tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
+                                  previous_adapter=previous)
+    assert job.parent_adapter is None
+
+
 def test_smoke_profile_needs_the_tiny_model_built(tmp_path: Path) -> None:
     config = load_config("smoke")
     with pytest.raises(llm_runner.LLMRunError, match="tiny-model"):
@@ -129,7 +140,7 @@ def test_jobs_round_trip_and_reject_garbage(tmp_path: Path) -> None:
     gen = llm_runner.generate_job(load_config("paper"), tmp_path, tmp_path / "out", adapter=tmp_path / "a")
     assert read_job(write_job(gen, tmp_path / "g.json")) == gen
     ft = llm_runner.finetune_job(load_config("paper"), tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
-                                 parent_adapter=tmp_path / "a", max_steps=3)
+                                 previous_adapter=tmp_path / "a", max_steps=3)
     assert read_job(write_job(ft, tmp_path / "f.json")) == ft
     (tmp_path / "bad.json").write_text(json.dumps({"kind": "generate", "model": "x"}))
     with pytest.raises(ValueError, match="malformed generate job"):

@@ -169,7 +169,8 @@ def generate(out: Path, adapter: Path | None, num_samples: int | None, local: bo
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The new adapter's directory (must not exist).")
 @click.option("--parent", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Continue from this adapter (the previous cycle's).")
+              help="The previous cycle's adapter: continued from unless the profile says "
+                   "finetune.continue_from_previous = false.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps.")
 @click.option("--measure-loss", is_flag=True, help="Also measure the mean loss before and after.")
 @_local_option
@@ -187,7 +188,7 @@ def finetune(corpus: Path, out: Path, parent: Path | None, max_steps: int | None
 
     config = _config(profile, config_file)
     try:
-        job = llm_runner.finetune_job(config, workdir, corpus, out, parent_adapter=parent,
+        job = llm_runner.finetune_job(config, workdir, corpus, out, previous_adapter=parent,
                                       max_steps=max_steps, measure_loss=measure_loss)
     except llm_runner.LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
