@@ -34,10 +34,11 @@ def train(job: TrainJob) -> None:
 
     module = load_module(Path(JOB_DIR, CANDIDATE_FILE))
     net = instantiate(module, job.in_shape, job.num_classes, job.prm, device)
-    check_forward(net, job.in_shape, job.num_classes, device)
+    # The budget first: it is cheap, and an oversized network's forward pass need not run at all.
     params = count_parameters(net)
     if params > job.param_budget:
         raise CandidateFailure("params_over_budget", f"{params:,} parameters > budget {job.param_budget:,}")
+    check_forward(net, job.in_shape, job.num_classes, device)
 
     net.train()
     started = time.perf_counter()
