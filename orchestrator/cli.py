@@ -12,6 +12,7 @@ from orchestrator.commands.evaluate import evaluate
 from orchestrator.commands.images import images
 from orchestrator.commands.report import report
 from orchestrator.commands.corpus import corpus
+from orchestrator.commands.cycle import cycle, export, status
 from orchestrator.commands.novelty import novelty
 from orchestrator.commands.llm import llm
 
@@ -27,5 +28,8 @@ main.add_command(evaluate)
 main.add_command(images)
 main.add_command(report)
 main.add_command(corpus)
+main.add_command(cycle)
+main.add_command(status)
+main.add_command(export)
 main.add_command(novelty)
 main.add_command(llm)

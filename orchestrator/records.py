@@ -5,13 +5,14 @@ fields (`REQUIRED_FIELDS`); the others are optional and type-checked when presen
 ignored.
 Every problem is reported with the file, the line and the field.
 
-Reading the experiment database is the one missing source: `load_records` is where it plugs in.
+Without logs, `load_records` reads the same records from the workspace's experiment database.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,19 @@ def load_records(logs: Sequence[Path], workdir: Path) -> list[CandidateRecord]:
     """Candidate records from the given JSONL logs or, without logs, from the workspace database."""
     if logs:
         return [record for path in logs for record in load_jsonl(path)]
-    # The database loader goes here once the cycle issue's candidate tables exist.
-    raise RecordError(f"no --log FILE.jsonl given, and no experiment database can be read in "
-                      f"{workdir} yet; export one with `nasloop export --format jsonl OUT` and "
-                      f"pass it with --log")
+    from orchestrator.cycle import export_rows  # the database side needs SQLAlchemy and the schema
+    from orchestrator.db import DB_FILENAME, DB_URL_ENV, open_database
+
+    if not (Path(workdir) / DB_FILENAME).is_file() and not os.environ.get(DB_URL_ENV):
+        raise RecordError(f"no --log FILE.jsonl given and no experiment database in {workdir}: "
+                          f"run `nasloop cycle` there, or pass exported logs with --log")
+    db = open_database(Path(workdir))
+    try:
+        with db.transaction() as session:
+            records = [parse_record(row, f"db:{row['experiment']}/cycle {row['cycle']}/candidate {row['candidate']}")
+                       for row in export_rows(session)]
+    finally:
+        db.close()
+    if not records:
+        raise RecordError(f"the experiment database in {workdir} holds no candidates yet")
+    return records

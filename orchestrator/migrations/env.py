@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import orchestrator.corpus  # noqa: F401  (registers the corpus tables on Base.metadata)
+import orchestrator.experiments  # noqa: F401  (and the experiment tables)
 from orchestrator.db import Base
 
 config = context.config
