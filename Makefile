@@ -16,6 +16,7 @@ WORKDIR ?= runs
 PROFILE ?=
 CYCLES ?= 1
 PYTEST_ARGS ?=
+CYCLE_ARGS ?=
 
 .PHONY: help setup wheelhouse base-image images test test-fast bench cycle check-docker clean
 
@@ -67,9 +68,33 @@ bench: setup images
 	@mkdir -p bench-results
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
 
-cycle: setup
-	@echo "nasloop cycle is not yet implemented (issue: the cycle). Available now: nasloop evaluate, data, images."
-	@exit 1
+# The seed corpus: a LEMUR JSONL(.gz) export or an nn-dataset checkout directory.
+LEMUR ?= ../shared/data/lemur/lemur-img-classification.jsonl.gz
+
+# One cycle of the loop (CYCLES=N more), with everything it needs prepared first: the paper profile
+# where Docker can reach an NVIDIA GPU, else the smoke profile (tiny local model, CPU, synthetic data).
+cycle: images
+	@set -e; profile="$(PROFILE)"; \
+	if [ -z "$$profile" ]; then \
+	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
+	     && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then \
+	    profile=paper; echo "NVIDIA GPU visible to Docker: running the paper profile"; \
+	  else \
+	    profile=smoke; echo "no NVIDIA GPU visible to Docker: running the smoke profile (tiny local model, CPU, synthetic data)"; \
+	  fi; \
+	fi; \
+	if ! $(NASLOOP) corpus stats --workdir "$(WORKDIR)" --json | grep -q '"corpus_programs": [1-9]'; then \
+	  [ -e "$(LEMUR)" ] || { echo "error: no seed corpus: set LEMUR=PATH to a LEMUR JSONL export or an nn-dataset checkout"; exit 1; }; \
+	  $(NASLOOP) corpus import --workdir "$(WORKDIR)" --lemur "$(LEMUR)"; \
+	fi; \
+	if [ "$$profile" = smoke ] && [ ! -f "$(WORKDIR)/models/tiny/config.json" ]; then \
+	  [ -e "$(LEMUR)" ] || { echo "error: the tiny model trains on the LEMUR corpus: set LEMUR=PATH"; exit 1; }; \
+	  $(NASLOOP) llm tiny-model "$(WORKDIR)/models/tiny" --profile smoke --corpus "$(LEMUR)"; \
+	fi; \
+	if [ "$$profile" = paper ] && [ ! -f "$(WORKDIR)/data/cifar10/meta.json" ]; then \
+	  $(NASLOOP) data fetch cifar10 --workdir "$(WORKDIR)"; \
+	fi; \
+	$(NASLOOP) cycle --profile "$$profile" --cycles $(CYCLES) --workdir "$(WORKDIR)" $(CYCLE_ARGS)
 
 clean:
 	rm -rf build bench-results
