@@ -145,9 +145,11 @@ def _check_parent(parent: Path, hp) -> None:
     expected = {"r": hp.lora_r, "lora_alpha": hp.lora_alpha, "lora_dropout": hp.lora_dropout,
                 "target_modules": sorted(hp.target_modules)}
     found = {"r": config.get("r"), "lora_alpha": config.get("lora_alpha"),
-             "lora_dropout": config.get("lora_dropout"), "target_modules": sorted(config.get("target_modules") or [])}
+             "lora_dropout": config.get("lora_dropout"),
+             "target_modules": sorted(config.get("target_modules") or [])}
     if found != expected:
-        raise FinetuneError(f"parent adapter {parent} has LoRA settings {found}, the profile says {expected}")
+        raise FinetuneError(f"parent adapter {parent} has LoRA settings {found}, "
+                            f"the profile says {expected}")
 
 
 def _file_sha256(path: Path) -> str:
@@ -185,13 +187,13 @@ def run(job: FinetuneJob) -> dict[str, Any]:
     for number, messages in enumerate(examples, 1):
         ids, labels = encode_example(tokenizer, messages)
         if len(ids) > hp.max_seq_length:
-            over_length.append({"line": number, "tokens": len(ids)})
+            over_length.append({"example": number, "tokens": len(ids)})
             continue
         dataset.append({"input_ids": ids, "labels": labels})
     if over_length and hp.over_length == "error":
         raise FinetuneError(f"{len(over_length)} example(s) exceed max_seq_length={hp.max_seq_length} "
-                            f"(longest {max(o['tokens'] for o in over_length)} tokens; lines "
-                            f"{', '.join(str(o['line']) for o in over_length[:10])})")
+                            f"(longest {max(o['tokens'] for o in over_length)} tokens; examples "
+                            f"{', '.join(str(o['example']) for o in over_length[:10])})")
     if over_length:
         print(f"finetune: skipped {len(over_length)} example(s) longer than {hp.max_seq_length} tokens",
               file=sys.stderr)
@@ -254,8 +256,8 @@ def run(job: FinetuneJob) -> dict[str, Any]:
         data_seed=job.seed,
         remove_unused_columns=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=_collate(tokenizer.pad_token_id),
-                      callbacks=[Record()])
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=_collate(tokenizer.pad_token_id), callbacks=[Record()])
     trainer.remove_callback(PrinterCallback)  # Record prints the loss; keep stdout for the summary
     train_start = time.perf_counter()
     result = trainer.train()

@@ -31,7 +31,8 @@ def _need_llm_extra() -> None:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
-        raise click.ClickException(f"this command needs the llm extra (pip install -e '.[llm]'): {exc}") from None
+        raise click.ClickException(
+            f"this command needs the llm extra (pip install -e '.[llm]'): {exc}") from None
 
 
 @click.group()
@@ -126,11 +127,13 @@ def _run(job, workdir: Path, local: bool, image: str | None, gpu: bool) -> str:
         raise click.ClickException(str(exc)) from None
 
 
-_local_option = click.option("--local", is_flag=True,
-                             help="Run as a subprocess of this Python (llm extra) instead of the LLM image.")
-_image_option = click.option("--image", default=None, help="LLM image tag (default: built for these sources).")
-_gpu_option = click.option("--gpu/--no-gpu", default=None,
-                           help="Reserve the GPUs for the container (default: when the profile's device is cuda).")
+_local_option = click.option(
+    "--local", is_flag=True, help="Run as a subprocess of this Python (llm extra) instead of the LLM image.")
+_image_option = click.option(
+    "--image", default=None, help="LLM image tag (default: the one built for these sources).")
+_gpu_option = click.option(
+    "--gpu/--no-gpu", default=None,
+    help="Reserve the GPUs for the container (default: when the profile's device is cuda).")
 
 
 @llm.command("generate")
