@@ -274,6 +274,8 @@ class CycleRunner:
             cycle.n_valid = sum(c.valid for c in candidates)
             cycle.n_selected = sum(d.selected for d in decisions)
             cycle.corpus_size = len(corpus) + cycle.n_selected
+            if self.ablations.no_iteration:
+                cycle.adapter_out = cycle.adapter_in  # the fixed adapter of the initial fine-tune
         return "done" if self.ablations.no_iteration else "finetune"
 
     def _finetune(self, cycle_id: int, index: int) -> str:
