@@ -33,3 +33,7 @@ main.add_command(status)
 main.add_command(export)
 main.add_command(novelty)
 main.add_command(llm)
+
+
+if __name__ == "__main__":
+    main()

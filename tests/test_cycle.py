@@ -1,0 +1,209 @@
+"""The loop end to end with real parts: the tiny model, the LLM and sandbox containers, synthetic
+data, a SQLite database. Plus kill-and-resume, the workspace lock and schema upgrades."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from orchestrator.cli import main
+from orchestrator.containers import MANAGED_LABEL
+from orchestrator.cycle import EXPORT_FIELDS, workspace_lock
+from orchestrator.db import current_revision, head_revision, open_database, upgrade, create_db_engine
+from orchestrator.experiments import Adapter, Candidate, Cycle, Experiment
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytest.importorskip("transformers")
+
+# Shrinks the smoke profile: a micro model that memorises the corpus (so that its samples are valid
+# programs), three candidates a cycle, small limits. The smoke profile itself is unchanged.
+TEST_CONFIG = """
+[tiny_model]
+vocab_size = 1024
+layers = 2
+hidden_size = 96
+intermediate_size = 192
+heads = 2
+context = 1024
+steps = 70
+batch_size = 4
+lr = 5e-3
+warmup_steps = 4
+
+[generation]
+temperature = 0.2
+max_new_tokens = 420
+batch_size = 3
+candidates_per_cycle = 3
+
+[finetune]
+lr = 1e-3
+warmup_steps = 1
+max_seq_length = 2048
+
+[evaluation]
+train_timeout_s = 240
+predict_timeout_s = 180
+memory = "2g"
+jobs = 1
+"""
+STATS = [{"task": "img-classification", "dataset": "cifar-10", "metric": "acc", "epoch": 1, "n": 1,
+          "best": 0.3, "median": 0.3}]
+
+
+def _invoke(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
+    from orchestrator.images import ImageError, resolve
+    from tests.test_llm_model import PROGRAMS
+
+    for name in ("sandbox", "llm"):
+        try:
+            resolve(docker_client, name)
+        except ImageError as exc:
+            if os.environ.get("NASLOOP_REQUIRE_DOCKER") == "1":
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
+    root = tmp_path_factory.mktemp("cycle")
+    workdir, config = root / "runs", root / "test.toml"
+    config.write_text(TEST_CONFIG)
+    corpus = root / "programs.jsonl"
+    corpus.write_text("".join(json.dumps({"name": f"p{i}", "code": code, "stats": STATS}) + "\n"
+                              for i, code in enumerate(PROGRAMS)))
+    _invoke("corpus", "import", "--lemur", str(corpus), "--workdir", str(workdir))
+    _invoke("llm", "tiny-model", str(workdir / "models" / "tiny"), "--corpus", str(corpus), "--samples", "0",
+            "--profile", "smoke", "--config", str(config))
+    return workdir, config
+
+
+def _cycle_command(workdir: Path, config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", "cycle", "--profile", "smoke", "--config", str(config),
+            "--workdir", str(workdir), *extra]
+
+
+def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-def]
+    workdir, config = workspace
+    name = "e2e"
+    # Both selection conditions off, so that the corpus surely grows (the micro model writes near-copies).
+    result = subprocess.run(_cycle_command(workdir, config, "--cycles", "2", "--experiment", name,
+                                           "--no-novelty", "--no-threshold"),
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "cycle 2: generated 3" in result.stdout
+
+    db = open_database(workdir)
+    with db.transaction() as session:
+        experiment = session.scalar(select(Experiment).where(Experiment.name == name))
+        cycles = experiment.cycles
+        assert [c.index for c in cycles] == [1, 2] and all(c.phase == "done" for c in cycles)
+        base = session.scalar(select(Cycle.corpus_size).where(Cycle.id == cycles[0].id)) - cycles[0].n_selected
+        for c in cycles:
+            candidates = c.candidates
+            assert [x.sample_index for x in candidates] == [0, 1, 2]  # every sample stored, once
+            assert all(x.outcome is not None and x.raw_output for x in candidates)
+            assert c.n_selected == sum(bool(x.selected) for x in candidates)
+        # The corpus grew by exactly the selected programs.
+        assert cycles[1].corpus_size == base + cycles[0].n_selected + cycles[1].n_selected
+        corpus_file = workdir / "experiments" / name / "cycle-2" / "corpus.jsonl"
+        assert len(corpus_file.read_text().splitlines()) == 2 * cycles[1].corpus_size
+        # Cycle 1 sampled from the initial adapter, cycle 2 from cycle 1's.
+        adapters = {a.cycle_index: a for a in session.scalars(
+            select(Adapter).where(Adapter.experiment_id == experiment.id))}
+        assert sorted(adapters) == [0, 1, 2]
+        assert cycles[0].adapter_in == adapters[0].path and cycles[0].adapter_out == adapters[1].path
+        assert cycles[1].adapter_in == cycles[0].adapter_out
+        assert adapters[2].meta["parent_adapter"]["path"].endswith("cycle-1")
+    db.close()
+
+    out = workdir / "export.jsonl"
+    _invoke("export", "--experiment", name, str(out), "--workdir", str(workdir))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and all(set(EXPORT_FIELDS) <= set(row) for row in rows)
+    report = json.loads(_invoke("report", "--workdir", str(workdir), "--experiment", name, "--json",
+                                "--out", str(workdir / "report")))
+    assert [c["n_gen"] for c in report["cycles"]] == [3, 3]
+
+
+def _poll_db(workdir: Path, query: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(workdir / "nasloop.db", timeout=5) as connection:
+                if connection.execute(query).fetchone()[0]:
+                    return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for: {query}")
+
+
+def test_sigkill_during_evaluation_then_resume(workspace, docker_client) -> None:  # type: ignore[no-untyped-def]
+    workdir, config = workspace
+    command = _cycle_command(workdir, config, "--cycles", "1", "--experiment", "killed")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # One candidate evaluated, the others not yet (one at a time): kill the orchestrator there.
+        _poll_db(workdir, "SELECT count(*) FROM candidates JOIN cycles ON cycles.id = candidates.cycle_id "
+                          "JOIN experiments ON experiments.id = cycles.experiment_id "
+                          "WHERE experiments.name = 'killed' AND candidates.artefacts IS NOT NULL", 1200)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    db = open_database(workdir)
+    with db.transaction() as session:
+        before = {c.sample_index: (c.outcome, c.artefacts) for c in session.scalars(
+            select(Candidate).join(Cycle).join(Experiment).where(Experiment.name == "killed"))}
+    assert len(before) == 3 and any(o is None for o, _ in before.values())
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with db.transaction() as session:
+        experiment = session.scalar(select(Experiment).where(Experiment.name == "killed"))
+        (cycle,) = experiment.cycles
+        after = {c.sample_index: (c.outcome, c.artefacts) for c in cycle.candidates}
+        assert cycle.phase == "done" and cycle.n_generated == 3 and cycle.adapter_out
+    db.close()
+    assert sorted(after) == [0, 1, 2] and all(o is not None for o, _ in after.values())
+    for index, (outcome, artefacts) in before.items():
+        if outcome is not None:
+            assert after[index] == (outcome, artefacts)  # recorded results are never redone
+    assert docker_client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"}) == []
+
+
+def test_second_cycle_process_on_a_workspace_refuses(workspace) -> None:  # type: ignore[no-untyped-def]
+    workdir, config = workspace
+    with workspace_lock(workdir):
+        result = subprocess.run(_cycle_command(workdir, config, "--experiment", "other"),
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "another nasloop cycle is running" in result.stderr
+
+
+def test_database_from_the_previous_schema_upgrades_in_place(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'nasloop.db'}")
+    upgrade(engine, "0001_corpus")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO programs (id, name, source, origin, code, code_sha256, added_at) "
+            "VALUES (1, 'kept', 'lemur', 'x', 'import torch', 'abc', '2025-01-01 00:00:00')")
+    engine.dispose()
+    db = open_database(tmp_path)
+    assert current_revision(db.engine) == head_revision() == "0002_experiments"
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT name FROM programs").fetchall() == [("kept",)]
+        assert connection.exec_driver_sql("SELECT count(*) FROM experiments").scalar() == 0
+    db.close()
