@@ -153,11 +153,8 @@ def build_tiny_model(out: Path, corpus: Path, spec: TinyModelSpec, param_budget:
         f"({time.perf_counter() - started:.1f}s)")
 
     model = make_model(spec, tokenizer)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=spec.lr,
-                                  betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.95),
+                                  weight_decay=spec.weight_decay)
 
     def lr_factor(step: int) -> float:
         if step < spec.warmup_steps:
