@@ -35,7 +35,7 @@ hidden_size = 96
 intermediate_size = 192
 heads = 2
 context = 1024
-steps = 70
+steps = 150
 batch_size = 4
 lr = 5e-3
 warmup_steps = 4
@@ -117,6 +117,7 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
             assert [x.sample_index for x in candidates] == [0, 1, 2]  # every sample stored, once
             assert all(x.outcome is not None and x.raw_output for x in candidates)
             assert c.n_selected == sum(bool(x.selected) for x in candidates)
+        assert sum(c.n_selected for c in cycles) > 0, "the micro model wrote no valid program"
         # The corpus grew by exactly the selected programs.
         assert cycles[1].corpus_size == base + cycles[0].n_selected + cycles[1].n_selected
         corpus_file = workdir / "experiments" / name / "cycle-2" / "corpus.jsonl"
@@ -139,16 +140,18 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
     assert [c["n_gen"] for c in report["cycles"]] == [3, 3]
 
 
-def _poll_db(workdir: Path, query: str, timeout: float) -> None:
+def _poll_db(workdir: Path, query: str, process: subprocess.Popen, timeout: float) -> None:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the cycle ended (exit {process.returncode}) before this state was seen: {query}")
         try:
             with sqlite3.connect(workdir / "nasloop.db", timeout=5) as connection:
                 if connection.execute(query).fetchone()[0]:
                     return
         except sqlite3.OperationalError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.2)
     pytest.fail(f"timed out waiting for: {query}")
 
 
@@ -158,9 +161,10 @@ def test_sigkill_during_evaluation_then_resume(workspace, docker_client) -> None
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         # One candidate evaluated, the others not yet (one at a time): kill the orchestrator there.
-        _poll_db(workdir, "SELECT count(*) FROM candidates JOIN cycles ON cycles.id = candidates.cycle_id "
-                          "JOIN experiments ON experiments.id = cycles.experiment_id "
-                          "WHERE experiments.name = 'killed' AND candidates.artefacts IS NOT NULL", 1200)
+        _poll_db(workdir, "SELECT sum(c.artefacts IS NOT NULL) >= 1 AND sum(c.outcome IS NULL) >= 1 "
+                          "FROM candidates c JOIN cycles ON cycles.id = c.cycle_id "
+                          "JOIN experiments e ON e.id = cycles.experiment_id WHERE e.name = 'killed'",
+                 process, 1200)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
