@@ -336,3 +336,13 @@ def test_generate_and_finetune_in_the_llm_container(tiny: Path, config, workspac
     assert meta["mean_loss_after"] < meta["mean_loss_before"], logs[-2000:]
     assert meta["base_model"]["model"] == "/workspace/models/tiny"
     assert (adapter / "adapter_model.safetensors").stat().st_uid == os.getuid()
+
+
+def test_cli_generate_local(tiny: Path, workspace) -> None:
+    out = workspace["root"] / "cli-gen"
+    result = CliRunner().invoke(llm_group, [
+        "generate", "--local", "--out", str(out), "-n", "2", "--profile", "smoke",
+        "--config", str(workspace["profile"]), "--workdir", str(workspace["root"])])
+    assert result.exit_code == 0, result.output
+    assert f"2 samples in {out}" in result.output
+    assert [s["index"] for s in read_samples(out)] == [0, 1]
