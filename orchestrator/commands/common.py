@@ -7,6 +7,9 @@ from typing import Callable, TypeVar
 
 import click
 
+from orchestrator.config import ConfigError, ExperimentConfig, load_config
+from orchestrator.db import DB_URL_ENV
+
 F = TypeVar("F", bound=Callable[..., object])
 
 DEFAULT_WORKDIR = Path("runs")
@@ -31,3 +34,16 @@ def profile_option(func: F) -> F:
 def config_option(func: F) -> F:
     return click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
                         default=None, help="TOML file layered on top of the profile.")(func)
+
+
+def db_url_option(func: F) -> F:
+    """`--db-url URL` (or $NASLOOP_DB_URL): any SQLAlchemy URL instead of <workdir>/nasloop.db."""
+    return click.option("--db-url", envvar=DB_URL_ENV, default=None, show_envvar=True,
+                        help="SQLAlchemy database URL [default: sqlite file <workdir>/nasloop.db].")(func)
+
+
+def load_profile(profile: str, config_file: Path | None) -> ExperimentConfig:
+    try:
+        return load_config(profile, config_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.commands.common import config_option, profile_option, workdir_option
-from orchestrator.config import ConfigError, ExperimentConfig, load_config
+from orchestrator.commands.common import config_option, db_url_option, load_profile, profile_option, workdir_option
 from orchestrator.corpus import corpus_stats, export_chat_jsonl, import_lemur
-from orchestrator.db import DB_URL_ENV, Database, open_database
-
-F = TypeVar("F", bound=Callable[..., object])
-
-
-def db_url_option(func: F) -> F:
-    """`--db-url URL` (or $NASLOOP_DB_URL): any SQLAlchemy URL instead of <workdir>/nasloop.db."""
-    return click.option("--db-url", envvar=DB_URL_ENV, default=None, show_envvar=True,
-                        help="SQLAlchemy database URL [default: sqlite file <workdir>/nasloop.db].")(func)
-
-
-def load_profile(profile: str, config_file: Path | None) -> ExperimentConfig:
-    try:
-        return load_config(profile, config_file)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
+from orchestrator.db import Database, open_database
 
 def connect(workdir: Path, db_url: str | None) -> Database:
     try:

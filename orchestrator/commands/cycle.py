@@ -12,8 +12,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from orchestrator import images as img
-from orchestrator.commands.common import config_option, profile_option, workdir_option
-from orchestrator.commands.corpus import db_url_option, load_profile
+from orchestrator.commands.common import config_option, db_url_option, load_profile, profile_option, workdir_option
 from orchestrator.cycle import CycleError, CycleRunner, export_rows, open_experiment, workspace_lock
 from orchestrator.data import DataError
 from orchestrator.db import open_database
@@ -129,6 +128,3 @@ def export(fmt: str, experiments: tuple[str, ...], out: Path, db_url: str | None
     partial.write_text("".join(lines))
     partial.replace(out)
     click.echo(f"wrote {len(lines)} candidates to {out}", err=True)
-
-
-

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands.common import config_option, profile_option, workdir_option
-from orchestrator.commands.corpus import connect, db_url_option, load_profile
+from orchestrator.commands.common import config_option, db_url_option, load_profile, profile_option, workdir_option
+from orchestrator.commands.corpus import connect
 from orchestrator.corpus import load_index
 
 
