@@ -72,7 +72,8 @@ bench: setup images
 LEMUR ?= ../shared/data/lemur/lemur-img-classification.jsonl.gz
 
 # One cycle of the loop (CYCLES=N more), with everything it needs prepared first: the paper profile
-# where Docker can reach an NVIDIA GPU, else the smoke profile (tiny local model, CPU, synthetic data).
+# where Docker can reach an NVIDIA GPU, else the smoke profile (tiny local model, CPU, synthetic data), whose
+# tiny model learns from the corpus programs that pass the sandbox's validity checks.
 cycle: images
 	@set -e; profile="$(PROFILE)"; \
 	if [ -z "$$profile" ]; then \
@@ -87,9 +88,14 @@ cycle: images
 	  [ -e "$(LEMUR)" ] || { echo "error: no seed corpus: set LEMUR=PATH to a LEMUR JSONL export or an nn-dataset checkout"; exit 1; }; \
 	  $(NASLOOP) corpus import --workdir "$(WORKDIR)" --lemur "$(LEMUR)"; \
 	fi; \
-	if [ "$$profile" = smoke ] && [ ! -f "$(WORKDIR)/models/tiny/config.json" ]; then \
-	  [ -e "$(LEMUR)" ] || { echo "error: the tiny model trains on the LEMUR corpus: set LEMUR=PATH"; exit 1; }; \
-	  $(NASLOOP) llm tiny-model "$(WORKDIR)/models/tiny" --profile smoke --corpus "$(LEMUR)"; \
+	if [ "$$profile" = smoke ]; then \
+	  $(NASLOOP) corpus check --workdir "$(WORKDIR)" --profile smoke; \
+	  if [ ! -f "$(WORKDIR)/models/tiny/config.json" ]; then \
+	    $(NASLOOP) corpus export --format chat-jsonl --valid-only --workdir "$(WORKDIR)" --profile smoke \
+	      "$(WORKDIR)/models/tiny-corpus.jsonl"; \
+	    $(NASLOOP) llm tiny-model "$(WORKDIR)/models/tiny" --profile smoke --workdir "$(WORKDIR)" \
+	      --corpus "$(WORKDIR)/models/tiny-corpus.jsonl"; \
+	  fi; \
 	fi; \
 	if [ "$$profile" = paper ] && [ ! -f "$(WORKDIR)/data/cifar10/meta.json" ]; then \
 	  $(NASLOOP) data fetch cifar10 --workdir "$(WORKDIR)"; \

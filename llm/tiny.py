@@ -3,6 +3,9 @@
 `build_tiny_model()` trains a byte-level BPE tokenizer on a corpus of programs, creates a small
 Llama-architecture model with a chat template, and pre-trains it on the corpus as chat examples (the
 same prompt template as the loop), so that the real generation and fine-tuning code runs end to end.
+What it learns to write is what it is given: `make cycle` trains it on the corpus programs that pass
+the sandbox's validity checks (`nasloop corpus export --valid-only`), so that most of its samples are
+valid programs, most of them near-copies of those it learnt from.
 
 The tokenizer pre-splits text into lines (each with its newline), not words, so BPE merges whole code
 lines or large pieces of them, such as `        self.relu = nn.ReLU(inplace=True)\n`: the fixed prompt

@@ -46,6 +46,7 @@ class EvaluationConfig:
     max_source_bytes: int
     train_timeout_s: float
     predict_timeout_s: float
+    check_timeout_s: float
     memory: str
     cpus: float
     pids_limit: int
@@ -128,6 +129,7 @@ class TinyModelConfig:
 @dataclass(frozen=True)
 class CycleConfig:
     cycles: int
+    seed_corpus: str  # "all" corpus programs (the paper), or only those that pass `nasloop corpus check`
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,8 @@ class ExperimentConfig:
     selection: SelectionConfig
     generation: GenerationConfig
     finetune: FinetuneConfig
-    tiny_model: TinyModelConfig
     cycle: CycleConfig
+    tiny_model: TinyModelConfig | None  # only in profiles that use it (smoke): not part of the paper
     raw: dict[str, Any] = field(compare=False, repr=False)
 
     @property
@@ -155,7 +157,13 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("generation", "backend"): ("transformers", "vllm"),
     ("finetune", "over_length"): ("skip", "error"),
     ("finetune", "precision"): ("bf16", "fp16", "fp32"),
+    ("cycle", "seed_corpus"): ("all", "valid"),
 }
+
+
+_OPTIONAL_SECTIONS = frozenset({"tiny_model"})
+# The model name that means the workspace's tiny local model (`nasloop llm tiny-model`).
+TINY_MODEL = "tiny"
 
 
 def _check_value(value: Any, expected: Any, where: str) -> Any:
@@ -262,11 +270,18 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     name = raw.get("name")
     if not isinstance(name, str):
         raise ConfigError("config needs a string 'name'")
-    built = {}
+    built: dict[str, Any] = {}
     for section in sections:
         if section not in raw:
-            raise ConfigError(f"missing section [{section}]")
-        built[section] = _build_section(hints[section], raw[section], section)
+            if section not in _OPTIONAL_SECTIONS:
+                raise ConfigError(f"missing section [{section}]")
+            built[section] = None
+            continue
+        cls = next(t for t in typing.get_args(hints[section]) if t is not type(None)) \
+            if section in _OPTIONAL_SECTIONS else hints[section]
+        built[section] = _build_section(cls, raw[section], section)
+    if built["generation"].model == TINY_MODEL and built["tiny_model"] is None:
+        raise ConfigError('generation.model = "tiny" needs a [tiny_model] section (see configs/smoke.toml)')
     _validate_ranges(built)
     return ExperimentConfig(name=name, raw=json.loads(json.dumps(raw)), **built)
 
@@ -279,16 +294,20 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
         ("evaluation.jobs", sections["evaluation"].jobs >= 1),
         ("evaluation.train_timeout_s", sections["evaluation"].train_timeout_s > 0),
         ("evaluation.predict_timeout_s", sections["evaluation"].predict_timeout_s > 0),
+        ("evaluation.check_timeout_s", sections["evaluation"].check_timeout_s > 0),
         ("novelty.tau", 0.0 < sections["novelty"].tau <= 1.0),
         ("novelty.lsh_threshold", 0.0 < sections["novelty"].lsh_threshold <= 1.0),
         ("novelty.shingle_size", sections["novelty"].shingle_size >= 1),
         ("selection.accuracy_threshold", 0.0 <= sections["selection"].accuracy_threshold <= 1.0),
         ("generation.candidates_per_cycle", sections["generation"].candidates_per_cycle >= 1),
         ("cycle.cycles", sections["cycle"].cycles >= 1),
-        ("tiny_model.steps", sections["tiny_model"].steps >= 1),
-        ("tiny_model.heads", sections["tiny_model"].heads >= 1
-         and sections["tiny_model"].hidden_size % sections["tiny_model"].heads == 0),
     ]
+    tiny = sections["tiny_model"]
+    if tiny is not None:
+        checks += [
+            ("tiny_model.steps", tiny.steps >= 1),
+            ("tiny_model.heads", tiny.heads >= 1 and tiny.hidden_size % tiny.heads == 0),
+        ]
     for where, ok in checks:
         if not ok:
             raise ConfigError(f"{where}: value out of range")

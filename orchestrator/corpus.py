@@ -82,9 +82,11 @@ def default_workers(n_programs: int) -> int:
 # --- the novelty index over the corpus ---------------------------------------------------------
 
 
-def load_index(session: Session, novelty: NoveltyConfig, workers: int | None = None) -> NoveltyIndex:
-    """The novelty index over the corpus, from stored signatures (missing ones are computed and
-    stored, e.g. after a change of shingle size). Rows are in program id order."""
+def load_index(session: Session, novelty: NoveltyConfig, workers: int | None = None,
+               program_ids: set[int] | None = None) -> NoveltyIndex:
+    """The novelty index over the corpus (only the programs in `program_ids` if given), from stored
+    signatures (missing ones are computed and stored, e.g. after a change of shingle size). Rows are
+    in program id order."""
     hasher = make_hasher(novelty)
     stored = (ProgramSignature.program_id == Program.id) & (ProgramSignature.scheme == hasher.key)
     corpus = Program.duplicate_of_id.is_(None)
@@ -102,6 +104,9 @@ def load_index(session: Session, novelty: NoveltyConfig, workers: int | None = N
     values = np.empty((len(rows), hasher.num_perm), dtype=np.uint32)
     for i, row in enumerate(rows):
         values[i] = np.frombuffer(row.signature, dtype="<u4")
+    if program_ids is not None:
+        keep = [i for i, row in enumerate(rows) if row.id in program_ids]
+        rows, values = [rows[i] for i in keep], values[keep]
     index = NoveltyIndex(hasher, novelty.lsh_threshold)
     index.add_many([r.name for r in rows], values, [r.id for r in rows])
     return index
@@ -299,23 +304,28 @@ def corpus_stats(session: Session) -> dict[str, Any]:
     }
 
 
-def chat_examples(session: Session, param_budget: int) -> Iterator[dict[str, Any]]:
-    """The fine-tuning dataset: per corpus program (id order) a CIFAR-10 and an MNIST example."""
+def chat_examples(session: Session, param_budget: int,
+                  program_ids: set[int] | None = None) -> Iterator[dict[str, Any]]:
+    """The fine-tuning dataset: per corpus program (id order; only those in `program_ids` if given)
+    a CIFAR-10 and an MNIST example."""
     tasks = corpus_tasks(param_budget)
-    for code in session.scalars(select(Program.code).where(Program.duplicate_of_id.is_(None))
-                                .order_by(Program.id)):
+    for program_id, code in session.execute(select(Program.id, Program.code)
+                                            .where(Program.duplicate_of_id.is_(None)).order_by(Program.id)):
+        if program_ids is not None and program_id not in program_ids:
+            continue
         for task in tasks:
             yield {"messages": chat_example(task, code)}
 
 
-def export_chat_jsonl(session: Session, out: Path, param_budget: int) -> int:
+def export_chat_jsonl(session: Session, out: Path, param_budget: int,
+                      program_ids: set[int] | None = None) -> int:
     """Write `chat_examples` as JSON lines to `out` (atomically); returns the number of examples."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     count = 0
     with partial.open("w", encoding="utf-8") as fh:
-        for example in chat_examples(session, param_budget):
+        for example in chat_examples(session, param_budget, program_ids):
             fh.write(json.dumps(example, ensure_ascii=False) + "\n")
             count += 1
     partial.replace(out)

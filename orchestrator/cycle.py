@@ -34,6 +34,7 @@ from orchestrator import images as img
 from orchestrator.config import ExperimentConfig
 from orchestrator.containers import InfraError, sweep_orphans
 from orchestrator.corpus import Program, chat_examples, load_index
+from orchestrator.corpus_check import prompt_check_protocol, unchecked_programs, valid_program_ids
 from orchestrator.data import ensure_prepared
 from orchestrator.db import Database
 from orchestrator.evaluate import EvaluationResult, Evaluator, evaluate_many, scoring_set
@@ -130,6 +131,7 @@ class CycleRunner:
         with self.db.transaction() as session:
             if not session.scalar(sql_select(Program.id).where(Program.duplicate_of_id.is_(None)).limit(1)):
                 raise CycleError("the corpus is empty: run `nasloop corpus import --lemur PATH` first")
+            self.seed_ids = self._seed_programs(session)
         done = 0
         while done < cycles:
             cycle_id = self._current_cycle()
@@ -331,6 +333,21 @@ class CycleRunner:
         except docker.errors.DockerException as exc:
             raise CycleError(f"infrastructure failure running the LLM container: {exc}") from None
 
+    def _seed_programs(self, session: Session) -> set[int] | None:
+        """The seed corpus's program ids when the profile seeds with the valid programs only, else
+        None (every corpus program)."""
+        if self.config.cycle.seed_corpus == "all":
+            return None
+        protocol = prompt_check_protocol(self.config.evaluation)
+        unchecked = len(unchecked_programs(session, protocol.id))
+        if unchecked:
+            raise CycleError(f"cycle.seed_corpus = \"valid\" but {unchecked} corpus program(s) have no check result "
+                             f"under {protocol.id}: run `nasloop corpus check` with this profile first")
+        ids = valid_program_ids(session, protocol.id)
+        if not ids:
+            raise CycleError(f"cycle.seed_corpus = \"valid\" but no corpus program passed the checks under {protocol.id}")
+        return ids
+
     def _selected_code(self, session: Session, up_to_cycle: int) -> list[tuple[str, str]]:
         rows = session.execute(
             sql_select(Cycle.index, Candidate.sample_index, Candidate.code)
@@ -342,7 +359,7 @@ class CycleRunner:
 
     def _corpus_index(self, session: Session, before_cycle: int) -> NoveltyIndex:
         """The seed corpus plus this experiment's programs selected before `before_cycle`."""
-        index = load_index(session, self.config.novelty)
+        index = load_index(session, self.config.novelty, program_ids=self.seed_ids)
         for name, code in self._selected_code(session, before_cycle - 1):
             index.add(name, index.hasher.signature(code).values)
         return index
@@ -354,7 +371,7 @@ class CycleRunner:
         budget = self.config.evaluation.param_budget
         count = 0
         with self.db.transaction() as session, partial.open("w", encoding="utf-8") as fh:
-            for example in chat_examples(session, budget):
+            for example in chat_examples(session, budget, self.seed_ids):
                 fh.write(json.dumps(example, ensure_ascii=False) + "\n")
                 count += 1
             for _, code in self._selected_code(session, after_cycle):

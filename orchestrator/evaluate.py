@@ -31,19 +31,34 @@ from sandbox import job as sj
 FAILURE_KINDS = ("syntax", "contract", "import", "instantiate", "forward", "params_over_budget", "timeout",
                  "oom", "crash", "nonfinite", "missing_output", "invalid_output", "infra")
 PROTOCOL_NAME = "nasloop-eval-v1"
+CHECK_PROTOCOL_NAME = "nasloop-check-v1"
 
 # Where each recorded field comes from. "host": measured or computed by the orchestrator from
 # validated data; "sandbox": counted by nasloop's runner inside the candidate's container
 # (a hostile candidate could influence it; it never enters a score).
 PROVENANCE = {
     "valid": "host", "failure": "host", "accuracy": "host", "holdout_accuracy": "host",
-    "train_seconds": "host", "predict_seconds": "host", "weights_elements": "host",
+    "train_seconds": "host", "predict_seconds": "host", "check_seconds": "host", "weights_elements": "host",
     "params": "sandbox", "learn_seconds": "sandbox",
 }
 
 
+class RecordedProtocol:
+    """A protocol is recorded by name and the hash of all its fields."""
+
+    name: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()  # type: ignore[call-overload]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.sha256[:12]}"
+
+
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(RecordedProtocol):
     """Everything that determines a score, recorded (by name and hash) with every result."""
 
     dataset: str
@@ -65,14 +80,6 @@ class Protocol:
     max_source_bytes: int
     name: str = PROTOCOL_NAME
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}:{self.sha256[:12]}"
-
 
 def make_protocol(config: EvaluationConfig, dataset: PreparedDataset) -> Protocol:
     meta = dataset.meta
@@ -83,6 +90,32 @@ def make_protocol(config: EvaluationConfig, dataset: PreparedDataset) -> Protoco
         crop_padding=config.crop_padding, horizontal_flip=config.horizontal_flip, mean=meta.mean,
         std=meta.std, device=config.device, max_source_bytes=config.max_source_bytes,
     )
+
+
+@dataclass(frozen=True)
+class CheckProtocol(RecordedProtocol):
+    """The validity checks alone, at one input shape: what `valid` means without training."""
+
+    in_shape: list[int]
+    num_classes: int
+    prm: dict[str, float]
+    param_budget: int
+    seed: int
+    device: str
+    max_source_bytes: int
+    name: str = CHECK_PROTOCOL_NAME
+
+
+def make_check_protocol(config: EvaluationConfig, in_shape: list[int], num_classes: int) -> CheckProtocol:
+    return CheckProtocol(in_shape=list(in_shape), num_classes=num_classes, prm=config.hyperparameters,
+                         param_budget=config.param_budget, seed=config.seed, device=config.device,
+                         max_source_bytes=config.max_source_bytes)
+
+
+def _limits(config: EvaluationConfig, timeout_s: float) -> Limits:
+    return Limits(timeout_s=timeout_s, memory=config.memory, cpus=config.cpus, pids=config.pids_limit,
+                  tmpfs_size=config.tmpfs_size, max_output_bytes=config.max_output_bytes,
+                  gpu=config.gpu if config.device == "cuda" else None)
 
 
 @dataclass
@@ -98,6 +131,7 @@ class EvaluationResult:
     holdout_accuracy: float | None = None
     train_seconds: float | None = None
     predict_seconds: float | None = None
+    check_seconds: float | None = None
     learn_seconds: float | None = None
     protocol: str = ""
     image: str = ""
@@ -130,11 +164,7 @@ class Evaluator:
 
     @property
     def limits(self) -> tuple[Limits, Limits]:
-        c = self.config
-        gpu = c.gpu if c.device == "cuda" else None
-        common = dict(memory=c.memory, cpus=c.cpus, pids=c.pids_limit, tmpfs_size=c.tmpfs_size,
-                      max_output_bytes=c.max_output_bytes, gpu=gpu)
-        return Limits(timeout_s=c.train_timeout_s, **common), Limits(timeout_s=c.predict_timeout_s, **common)
+        return _limits(self.config, self.config.train_timeout_s), _limits(self.config, self.config.predict_timeout_s)
 
     def evaluate(self, source: bytes, path: str) -> EvaluationResult:
         """Evaluate one program. Raises InfraError when Docker fails (never the candidate's fault)."""
@@ -169,7 +199,7 @@ class Evaluator:
              self.dataset.path("train_labels"): f"{sj.DATA_DIR}/{sj.TRAIN_LABELS}"},
             train_out, labels), train_limits, threads)
         result.train_seconds = round(outcome.seconds, 3)
-        if self._phase_failed(result, outcome, train_out):
+        if phase_failed(result, outcome, train_out):
             return result
         try:
             result.weights_elements = weights_elements(train_out / sj.WEIGHTS_FILE, self.config.max_output_bytes)
@@ -188,7 +218,7 @@ class Evaluator:
             {predict_job: sj.JOB_DIR, self.scoring.predict_images: f"{sj.DATA_DIR}/{sj.PREDICT_IMAGES}"},
             predict_out, labels), predict_limits, threads)
         result.predict_seconds = round(outcome.seconds, 3)
-        if self._phase_failed(result, outcome, predict_out):
+        if phase_failed(result, outcome, predict_out):
             return result
         try:
             logits = read_logits(predict_out / sj.LOGITS_FILE, self.scoring.rows, meta.num_classes,
@@ -199,21 +229,69 @@ class Evaluator:
         result.valid = True
         return result
 
-    def _phase_failed(self, result: EvaluationResult, outcome: PhaseOutcome, out_dir: Path) -> bool:
-        """Record the failure of a phase, if it failed; the order of checks is the host's own."""
-        phase = out_dir.name.removesuffix("-out")
-        if outcome.timed_out:
-            result.fail("timeout", f"{phase} phase exceeded its time limit\n{outcome.log_tail}")
-        elif outcome.output_overflow:
-            result.fail("invalid_output", f"{phase} phase: {outcome.output_overflow}")
-        elif outcome.oom_killed:
-            result.fail("oom", f"{phase} phase was killed for exceeding its memory limit\n{outcome.log_tail}")
-        elif outcome.exit_code != 0:
-            kind, message = _reported_failure(out_dir)
-            if outcome.exit_code != sj.CANDIDATE_FAILED_EXIT or kind is None:
-                kind, message = "crash", f"{phase} phase exited with status {outcome.exit_code}"
-            result.fail(kind, f"{message}\n{outcome.log_tail}".strip())
-        return result.failure is not None
+
+@dataclass
+class Checker:
+    """Runs the validity checks alone (contract, then one container: import, instantiation,
+    parameter budget, dummy forward) at the input shape of `protocol`. `valid` then means "passes
+    every check before training"; no accuracy is measured."""
+
+    client: docker.DockerClient
+    image: ResolvedImage
+    config: EvaluationConfig
+    protocol: CheckProtocol
+    artefacts_root: Path
+
+    def evaluate(self, source: bytes, path: str) -> EvaluationResult:
+        """Check one program. Raises InfraError when Docker fails (never the candidate's fault)."""
+        sha = hashlib.sha256(source).hexdigest()
+        result = EvaluationResult(path=path, sha256=sha, protocol=self.protocol.id, image=str(self.image))
+        violation = check_contract(source, self.config.max_source_bytes)
+        if violation:
+            return result.fail(violation.kind, violation.message)
+        workdir = self.artefacts_root / f"{sha[:16]}-{uuid.uuid4().hex[:8]}"
+        job_dir, out_dir = workdir / "check-job", workdir / "check-out"
+        job_dir.mkdir(parents=True)
+        (job_dir / sj.CANDIDATE_FILE).write_bytes(source)
+        threads = max(1, int(self.config.cpus))
+        p = self.protocol
+        sj.write_job(sj.CheckJob(in_shape=p.in_shape, num_classes=p.num_classes, prm=p.prm,
+                                 param_budget=p.param_budget, seed=p.seed, device=p.device, threads=threads),
+                     job_dir / sj.JOB_FILE)
+        try:
+            outcome = run_phase(self.client, Phase(
+                "check", self.image.id, ["python3", "-m", "sandbox.check", f"{sj.JOB_DIR}/{sj.JOB_FILE}"],
+                {job_dir: sj.JOB_DIR}, out_dir, {"org.nasloop.candidate": sha}),
+                _limits(self.config, self.config.check_timeout_s), threads)
+            result.check_seconds = round(outcome.seconds, 3)
+            if phase_failed(result, outcome, out_dir):
+                return result
+            try:
+                report = read_json(out_dir / sj.CHECK_FILE)
+            except OutputInvalid as invalid:
+                return result.fail(invalid.kind, str(invalid))
+            result.params = _int_or_none(report.get("params"))
+            result.valid = True
+            return result
+        finally:  # nothing of a check is worth keeping: the outcome is the result
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def phase_failed(result: EvaluationResult, outcome: PhaseOutcome, out_dir: Path) -> bool:
+    """Record the failure of a phase, if it failed; the order of checks is the host's own."""
+    phase = out_dir.name.removesuffix("-out")
+    if outcome.timed_out:
+        result.fail("timeout", f"{phase} phase exceeded its time limit\n{outcome.log_tail}")
+    elif outcome.output_overflow:
+        result.fail("invalid_output", f"{phase} phase: {outcome.output_overflow}")
+    elif outcome.oom_killed:
+        result.fail("oom", f"{phase} phase was killed for exceeding its memory limit\n{outcome.log_tail}")
+    elif outcome.exit_code != 0:
+        kind, message = _reported_failure(out_dir)
+        if outcome.exit_code != sj.CANDIDATE_FAILED_EXIT or kind is None:
+            kind, message = "crash", f"{phase} phase exited with status {outcome.exit_code}"
+        result.fail(kind, f"{message}\n{outcome.log_tail}".strip())
+    return result.failure is not None
 
 
 def _reported_failure(out_dir: Path) -> tuple[str | None, str]:
@@ -255,10 +333,10 @@ def scoring_set(dataset: PreparedDataset, scratch_root: Path) -> Iterator[Scorin
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def evaluate_many(evaluator: Evaluator, sources: list[tuple[str, bytes]], jobs: int,
+def evaluate_many(evaluator: Evaluator | Checker, sources: list[tuple[str, bytes]], jobs: int,
                   on_result: Callable[[EvaluationResult], None] | None = None) -> list[EvaluationResult]:
-    """Evaluate (path, source) pairs, `jobs` at a time, results in input order. An infrastructure
-    failure stops the remaining work and is re-raised."""
+    """Evaluate (path, source) pairs with an Evaluator (or a Checker), `jobs` at a time, results in
+    input order. An infrastructure failure stops the remaining work and is re-raised."""
     lock = threading.Lock()
     stop = threading.Event()
 

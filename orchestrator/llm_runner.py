@@ -19,9 +19,8 @@ from pathlib import Path
 
 from llm.jobs import Decoding, FinetuneJob, GenerateJob, LoraHyperparameters, write_job
 from llm.prompt import DEFAULT_VERSION, generation_task, load_template, prompt_messages
-from orchestrator.config import ExperimentConfig, as_dict
+from orchestrator.config import TINY_MODEL, ExperimentConfig, as_dict
 
-TINY_MODEL = "tiny"
 CONTAINER_WORKDIR = "/workspace"
 CONTAINER_MODEL = "/model"
 CONTAINER_HF_HOME = "/hf"

@@ -90,6 +90,20 @@ def check_forward(net: nn.Module, in_shape: list[int], num_classes: int, device:
         raise CandidateFailure("forward", f"dummy forward gave {shape}, expected (2, {num_classes})")
 
 
+def checked_net(path: Path, in_shape: list[int], num_classes: int, prm: dict[str, float],
+                param_budget: int, device: torch.device) -> tuple[nn.Module, int]:
+    """The validity checks every candidate must pass, in order: import and contract, instantiation,
+    the parameter budget (cheap, so an oversized network's forward pass need not run at all), a dummy
+    forward. Returns the network and its parameter count; raises CandidateFailure."""
+    module = load_module(path)
+    net = instantiate(module, in_shape, num_classes, prm, device)
+    params = count_parameters(net)
+    if params > param_budget:
+        raise CandidateFailure("params_over_budget", f"{params:,} parameters > budget {param_budget:,}")
+    check_forward(net, in_shape, num_classes, device)
+    return net, params
+
+
 def count_parameters(net: nn.Module) -> int:
     """Registered parameters of every submodule, shared ones once, read from the module registries
     directly so that overriding `parameters()` or `named_modules()` does not hide any."""

@@ -14,6 +14,7 @@ JOB_DIR = "/job"
 DATA_DIR = "/data"
 OUT_DIR = "/out"
 CANDIDATE_FILE = "candidate.py"
+CHECK_FILE = "check.json"
 JOB_FILE = "job.json"
 WEIGHTS_FILE = "weights.safetensors"
 LOGITS_FILE = "logits.npy"
@@ -58,12 +59,28 @@ class PredictJob:
     batch_size: int
 
 
-def write_job(job: TrainJob | PredictJob, path: Path) -> None:
+@dataclass(frozen=True)
+class CheckJob:
+    """The validity checks alone (no data, no training): contract, instantiation, budget, forward."""
+
+    in_shape: list[int]
+    num_classes: int
+    prm: dict[str, float]
+    param_budget: int
+    seed: int
+    device: str
+    threads: int
+
+
+Job = TrainJob | PredictJob | CheckJob
+
+
+def write_job(job: Job, path: Path) -> None:
     path.write_text(json.dumps({"kind": type(job).__name__, **asdict(job)}, indent=1))
 
 
-def read_job(path: Path) -> TrainJob | PredictJob:
+def read_job(path: Path) -> Job:
     data = json.loads(Path(path).read_text())
     kind = data.pop("kind")
-    cls = {"TrainJob": TrainJob, "PredictJob": PredictJob}[kind]
+    cls = {"TrainJob": TrainJob, "PredictJob": PredictJob, "CheckJob": CheckJob}[kind]
     return cls(**data)

@@ -19,7 +19,7 @@ import torch._dynamo  # noqa: F401  every optimizer's constructor imports it: pa
 from safetensors.torch import save_model
 
 from sandbox.batches import TrainBatches
-from sandbox.candidate import CandidateFailure, check_forward, count_parameters, instantiate, load_module
+from sandbox.candidate import checked_net
 from sandbox.job import CANDIDATE_FILE, DATA_DIR, JOB_DIR, OUT_DIR, TRAIN_IMAGES, TRAIN_LABELS, WEIGHTS_FILE, TrainJob, read_job
 from sandbox.runner import run_phase, seed_everything, select_device
 
@@ -32,13 +32,8 @@ def train(job: TrainJob) -> None:
     batches = TrainBatches(images, labels, job.batch_size, job.seed, job.mean, job.std,
                            job.crop_padding, job.horizontal_flip)
 
-    module = load_module(Path(JOB_DIR, CANDIDATE_FILE))
-    net = instantiate(module, job.in_shape, job.num_classes, job.prm, device)
-    # The budget first: it is cheap, and an oversized network's forward pass need not run at all.
-    params = count_parameters(net)
-    if params > job.param_budget:
-        raise CandidateFailure("params_over_budget", f"{params:,} parameters > budget {job.param_budget:,}")
-    check_forward(net, job.in_shape, job.num_classes, device)
+    net, params = checked_net(Path(JOB_DIR, CANDIDATE_FILE), job.in_shape, job.num_classes, job.prm,
+                              job.param_budget, device)
 
     net.train()
     started = time.perf_counter()

@@ -49,3 +49,15 @@ def test_bad_config_names_the_problem(tmp_path: Path, text: str, message: str) -
 def test_unknown_profile_lists_known_ones() -> None:
     with pytest.raises(ConfigError, match="unknown profile 'nope'.*paper"):
         load_config("nope")
+
+
+def test_tiny_model_lives_in_the_smoke_profile_only(tmp_path: Path) -> None:
+    assert load_config("paper").tiny_model is None  # not part of the paper
+    assert load_config("smoke").tiny_model is not None
+    path = tmp_path / "tiny.toml"
+    path.write_text("[generation]\nmodel = 'tiny'\n")
+    with pytest.raises(ConfigError, match=r'generation.model = "tiny" needs a \[tiny_model\] section'):
+        load_config("paper", path)
+    path.write_text("[tiny_model]\nheads = 3\n")
+    with pytest.raises(ConfigError, match="tiny_model.heads: value out of range"):
+        load_config("smoke", path)

@@ -57,6 +57,8 @@ predict_timeout_s = 180
 memory = "2g"
 jobs = 1
 """
+OVER_BUDGET = (Path(__file__).parent / "candidates" / "small_cnn.py").read_text().replace(
+    "nn.Linear(128, out_shape[0])", "nn.Linear(128, 4096), nn.ReLU(), nn.Linear(4096, out_shape[0])")
 STATS = [{"task": "img-classification", "dataset": "cifar-10", "metric": "acc", "epoch": 1, "n": 1,
           "best": 0.3, "median": 0.3}]
 
@@ -85,7 +87,15 @@ def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
     corpus = root / "programs.jsonl"
     corpus.write_text("".join(json.dumps({"name": f"p{i}", "code": code, "stats": STATS}) + "\n"
                               for i, code in enumerate(PROGRAMS)))
-    _invoke("corpus", "import", "--lemur", str(corpus), "--workdir", str(workdir))
+    seed = root / "seed.jsonl"  # the corpus: the valid programs plus one over the parameter budget
+    seed.write_text(corpus.read_text() + json.dumps({"name": "too-big", "code": OVER_BUDGET, "stats": STATS}) + "\n")
+    _invoke("corpus", "import", "--lemur", str(seed), "--workdir", str(workdir))
+    # The smoke profile seeds the loop with the programs that pass the checks.
+    with pytest.raises(AssertionError, match="nasloop corpus check"):
+        _invoke("cycle", "--profile", "smoke", "--config", str(config), "--workdir", str(workdir))
+    checked = _invoke("corpus", "check", "--jobs", "2", "--profile", "smoke", "--config", str(config),
+                      "--workdir", str(workdir))
+    assert f"{len(PROGRAMS)} of {len(PROGRAMS) + 1} checked programs valid" in checked
     _invoke("llm", "tiny-model", str(workdir / "models" / "tiny"), "--corpus", str(corpus), "--samples", "0",
             "--profile", "smoke", "--config", str(config))
     return workdir, config
@@ -112,6 +122,7 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
         cycles = experiment.cycles
         assert [c.index for c in cycles] == [1, 2] and all(c.phase == "done" for c in cycles)
         base = session.scalar(select(Cycle.corpus_size).where(Cycle.id == cycles[0].id)) - cycles[0].n_selected
+        assert base == len(PROGRAMS)  # the over-budget program is not part of the seed corpus
         for c in cycles:
             candidates = c.candidates
             assert [x.sample_index for x in candidates] == [0, 1, 2]  # every sample stored, once
@@ -122,6 +133,7 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
         assert cycles[1].corpus_size == base + cycles[0].n_selected + cycles[1].n_selected
         corpus_file = workdir / "experiments" / name / "cycle-2" / "corpus.jsonl"
         assert len(corpus_file.read_text().splitlines()) == 2 * cycles[1].corpus_size
+        assert "nn.Linear(128, 4096)" not in corpus_file.read_text()
         # Cycle 1 sampled from the initial adapter, cycle 2 from cycle 1's.
         adapters = {a.cycle_index: a for a in session.scalars(
             select(Adapter).where(Adapter.experiment_id == experiment.id))}
@@ -206,7 +218,7 @@ def test_database_from_the_previous_schema_upgrades_in_place(tmp_path: Path) -> 
             "VALUES (1, 'kept', 'lemur', 'x', 'import torch', 'abc', '2025-01-01 00:00:00')")
     engine.dispose()
     db = open_database(tmp_path)
-    assert current_revision(db.engine) == head_revision() == "0002_experiments"
+    assert current_revision(db.engine) == head_revision() == "0003_program_checks"
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT name FROM programs").fetchall() == [("kept",)]
         assert connection.exec_driver_sql("SELECT count(*) FROM experiments").scalar() == 0

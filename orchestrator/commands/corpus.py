@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
+from orchestrator import images as img
 from orchestrator.commands.common import config_option, db_url_option, load_profile, profile_option, workdir_option
+from orchestrator.containers import InfraError, sweep_orphans
 from orchestrator.corpus import corpus_stats, export_chat_jsonl, import_lemur
+from orchestrator.corpus_check import (check_corpus, check_counts, checked_protocols, prompt_check_protocol,
+                                       unchecked_programs, valid_program_ids)
 from orchestrator.db import Database, open_database
+from orchestrator.evaluate import Checker, EvaluationResult
 
 def connect(workdir: Path, db_url: str | None) -> Database:
     try:
@@ -69,11 +78,12 @@ def import_command(lemur_path: Path, workers: int | None, verbose: bool, workdir
 @workdir_option
 @db_url_option
 def stats_command(as_json: bool, workdir: Path, db_url: str | None) -> None:
-    """Programs by source and cycle, clusters, chat examples."""
+    """Programs by source and cycle, clusters, chat examples, validity checks."""
     db = connect(workdir, db_url)
     try:
         with db.transaction() as session:
             stats = corpus_stats(session)
+            stats["checks"] = {protocol: check_counts(session, protocol) for protocol in checked_protocols(session)}
     finally:
         db.close()
     if as_json:
@@ -88,24 +98,104 @@ def stats_command(as_json: bool, workdir: Path, db_url: str | None) -> None:
         click.echo(f"source {source:<13} {counts['corpus']} corpus, {counts['near_duplicates']} near-duplicates")
     for cycle, count in stats["generated_by_cycle"].items():
         click.echo(f"cycle {cycle:<14} {count} accepted")
+    for protocol, counts in stats["checks"].items():
+        _echo_counts(protocol, counts)
+
+
+@corpus.command("check")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Programs checked at once [default: the profile's evaluation.jobs].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Check at most N programs this run.")
+@workdir_option
+@db_url_option
+@profile_option
+@config_option
+def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: str | None, profile: str,
+                  config_file: Path | None) -> None:
+    """Run every unchecked corpus program through the sandbox's validity checks.
+
+    Each program gets one hardened container (import, instantiation, parameter budget, dummy
+    forward; no data, no training) at the shape the generation prompt states. Outcomes are stored
+    per check protocol; an interrupted run resumes with the programs not yet checked.
+    """
+    config = load_profile(profile, config_file)
+    protocol = prompt_check_protocol(config.evaluation)
+    try:
+        client = img.docker_client()
+        image = img.resolve(client, "sandbox")
+        sweep_orphans(client)
+    except img.ImageError as exc:
+        raise click.ClickException(f"{exc}\nnothing was checked (program code never runs outside Docker)") from None
+    db = connect(workdir, db_url)
+    console = Console(stderr=True)
+    try:
+        with db.transaction() as session:
+            pending = len(unchecked_programs(session, protocol.id))
+        total = min(pending, limit) if limit else pending
+        console.print(f"checking {total} corpus program(s) under {protocol.id} with {image.tag} "
+                      f"({jobs or config.evaluation.jobs} at a time)")
+        outcomes: Counter[str] = Counter()
+        started = time.monotonic()
+        checker = Checker(client, image, config.evaluation, protocol, workdir / "scratch" / "checks")
+        with Progress(TextColumn("check"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[valid]} valid"),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("check", total=total, valid=0)
+
+            def advance(_name: str, result: EvaluationResult) -> None:
+                outcomes["ok" if result.valid else str(result.failure)] += 1
+                progress.update(task, advance=1, valid=outcomes["ok"])
+
+            try:
+                check_corpus(db, checker, jobs or config.evaluation.jobs, limit, on_result=advance)
+            except InfraError as exc:
+                raise click.ClickException(f"infrastructure failure: {exc}\n"
+                                           f"{sum(outcomes.values())} results were kept; run again to resume") from None
+        with db.transaction() as session:
+            counts = check_counts(session, protocol.id)
+    finally:
+        db.close()
+    click.echo(f"checked {sum(outcomes.values())} program(s) in {time.monotonic() - started:.0f}s")
+    _echo_counts(protocol.id, counts)
+
+
+def _echo_counts(protocol_id: str, counts: dict[str, int]) -> None:
+    checked = sum(n for outcome, n in counts.items() if outcome != "unchecked")
+    click.echo(f"corpus under {protocol_id}: {counts.get('ok', 0)} of {checked} checked programs valid, "
+               f"{counts.get('unchecked', 0)} unchecked")
+    for outcome, n in counts.items():
+        if outcome not in ("ok", "unchecked"):
+            click.echo(f"  {outcome:<20} {n}")
 
 
 @corpus.command("export")
 @click.option("--format", "fmt", type=click.Choice(["chat-jsonl"]), required=True,
               help="chat-jsonl: one {\"messages\": [...]} per line (transformers chat templates, TRL).")
+@click.option("--valid-only", is_flag=True,
+              help="Only the programs that passed `nasloop corpus check` under this profile.")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @workdir_option
 @db_url_option
 @profile_option
 @config_option
-def export_command(fmt: str, out: Path, workdir: Path, db_url: str | None, profile: str,
+def export_command(fmt: str, valid_only: bool, out: Path, workdir: Path, db_url: str | None, profile: str,
                    config_file: Path | None) -> None:
     """Write the fine-tuning dataset: two chat examples (CIFAR-10, MNIST) per corpus program."""
     config = load_profile(profile, config_file)
     db = connect(workdir, db_url)
     try:
         with db.transaction() as session:
-            count = export_chat_jsonl(session, out, config.evaluation.param_budget)
+            program_ids = None
+            if valid_only:
+                protocol = prompt_check_protocol(config.evaluation)
+                unchecked = len(unchecked_programs(session, protocol.id))
+                if unchecked:
+                    raise click.ClickException(
+                        f"{unchecked} corpus program(s) have no check result under {protocol.id}: "
+                        f"run `nasloop corpus check` (same profile) first")
+                program_ids = valid_program_ids(session, protocol.id)
+                if not program_ids:
+                    raise click.ClickException(f"no corpus program passed the checks under {protocol.id}")
+            count = export_chat_jsonl(session, out, config.evaluation.param_budget, program_ids)
     finally:
         db.close()
     click.echo(f"wrote {count} chat examples to {out}")

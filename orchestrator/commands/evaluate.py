@@ -17,7 +17,7 @@ from orchestrator.commands.data import data_dir_option
 from orchestrator.config import ConfigError, load_config
 from orchestrator.containers import InfraError, sweep_orphans
 from orchestrator.data import DATASETS, DataError, ensure_prepared
-from orchestrator.evaluate import EvaluationResult, Evaluator, evaluate_many, scoring_set
+from orchestrator.evaluate import CHECK_PROTOCOL_NAME, Checker, EvaluationResult, Evaluator, evaluate_many, make_check_protocol, scoring_set
 
 
 @click.command()
@@ -30,16 +30,19 @@ from orchestrator.evaluate import EvaluationResult, Evaluator, evaluate_many, sc
               help="Wall-clock limit per phase in seconds [default: the profile's].")
 @click.option("--memory", default=None, help="Memory limit per container, e.g. 4g [default: the profile's].")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Candidates evaluated at once.")
+@click.option("--check-only", is_flag=True,
+              help="Only the validity checks (contract, import, instantiation, parameter budget, dummy "
+                   "forward) at the dataset's input shape: no training, no accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
 @workdir_option
 def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None, profile: str,
              config_file: Path | None, timeout: float | None, memory: str | None, jobs: int | None,
-             as_json: bool, workdir: Path) -> None:
+             check_only: bool, as_json: bool, workdir: Path) -> None:
     """Evaluate each FILE in hardened Docker containers: contract check, one training epoch,
     prediction, host-computed accuracy on the test split and the private hold-out."""
     overrides: dict[str, Any] = {"evaluation": {}, "data": {}}
     if timeout is not None:
-        overrides["evaluation"].update(train_timeout_s=timeout, predict_timeout_s=timeout)
+        overrides["evaluation"].update(train_timeout_s=timeout, predict_timeout_s=timeout, check_timeout_s=timeout)
     if memory is not None:
         overrides["evaluation"]["memory"] = memory
     if jobs is not None:
@@ -64,12 +67,25 @@ def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None
 
     sources = [(str(path), path.read_bytes()) for path in files]
     console = Console(stderr=True)
+    printer = _print_json if as_json else None
+    if check_only:
+        meta = prepared.meta
+        protocol = make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes)
+        checker = Checker(client, image, config.evaluation, protocol, workdir / "scratch" / "checks")
+        console.print(f"checking {len(sources)} file(s) at {'x'.join(map(str, meta.in_shape[1:]))} with "
+                      f"{image.tag} ({protocol.id}, {config.evaluation.jobs} at a time)")
+        try:
+            results = evaluate_many(checker, sources, config.evaluation.jobs, on_result=printer)
+        except InfraError as exc:
+            raise click.ClickException(f"infrastructure failure: {exc}") from None
+        if not as_json:
+            _print_table(results)
+        return
     try:
         with scoring_set(prepared, workdir / "scratch") as scoring:
             evaluator = Evaluator(client, image, prepared, config.evaluation, workdir / "artefacts", scoring)
             console.print(f"evaluating {len(sources)} file(s) on {config.data.dataset} with {image.tag} "
                           f"({evaluator.protocol.id}, {config.evaluation.jobs} at a time)")
-            printer = _print_json if as_json else None
             results = evaluate_many(evaluator, sources, config.evaluation.jobs, on_result=printer)
     except InfraError as exc:
         raise click.ClickException(f"infrastructure failure: {exc}") from None
@@ -86,15 +102,24 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}%"
 
 
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
 def _print_table(results: list[EvaluationResult]) -> None:
     table = Table(title="nasloop evaluate")
-    for column in ("file", "sha256", "outcome", "params", "test acc", "hold-out acc", "train s", "predict s"):
+    checks = all(r.protocol.startswith(CHECK_PROTOCOL_NAME) for r in results)
+    columns = ["file", "sha256", "outcome", "params"]
+    columns += ["check s"] if checks else ["test acc", "hold-out acc", "train s", "predict s"]
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r in results:
-        table.add_row(r.path, r.sha256[:12], "ok" if r.valid else str(r.failure),
-                      "" if r.params is None else f"{r.params:,}", _pct(r.accuracy), _pct(r.holdout_accuracy),
-                      "" if r.train_seconds is None else f"{r.train_seconds:.1f}",
-                      "" if r.predict_seconds is None else f"{r.predict_seconds:.1f}")
+        row = [r.path, r.sha256[:12], "ok" if r.valid else str(r.failure), "" if r.params is None else f"{r.params:,}"]
+        if checks:
+            row.append(_seconds(r.check_seconds))
+        else:
+            row += [_pct(r.accuracy), _pct(r.holdout_accuracy), _seconds(r.train_seconds), _seconds(r.predict_seconds)]
+        table.add_row(*row)
     console = Console()
     console.print(table)
     for r in results:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +15,7 @@ import click
 
 from orchestrator.commands.common import config_option, profile_option, workdir_option
 from orchestrator.config import ConfigError, as_dict, load_config
+from orchestrator.containers import InfraError
 
 
 def _config(profile: str, config_file: Path | None):
@@ -43,44 +43,79 @@ def llm() -> None:
 @llm.command("tiny-model")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Programs to learn from: a LEMUR JSONL(.gz) export (`code` per line) or a chat "
-                   "export (`messages` per line).")
+              help="Programs to learn from: a chat export (`messages` per line; `nasloop corpus export "
+                   "--valid-only` for the programs that pass the checks) or a LEMUR JSONL(.gz) export "
+                   "(`code` per line).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Training steps (default: the profile's tiny_model.steps).")
 @click.option("--samples", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Draw this many samples afterwards (profile decoding) and report how many parse.")
+              help="Draw this many samples afterwards (profile prompt and decoding) and report how many "
+                   "parse, pass the validity checks and are not near-copies of a training program.")
+@click.option("--sandbox/--no-sandbox", "use_sandbox", default=None,
+              help="Check the samples in the sandbox [default: when Docker and the sandbox image are there].")
+@workdir_option
 @profile_option
 @config_option
-def tiny_model(out: Path, corpus: Path, steps: int | None, samples: int, profile: str,
-               config_file: Path | None) -> None:
+def tiny_model(out: Path, corpus: Path, steps: int | None, samples: int, use_sandbox: bool | None,
+               workdir: Path, profile: str, config_file: Path | None) -> None:
     """Build the tiny local Llama + byte-level BPE tokenizer into OUT (no downloads).
 
     The smoke profile (`generation.model = "tiny"`) looks for it at WORKDIR/models/tiny.
     """
     _need_llm_extra()
-    from llm.tiny import REPORT_FILE, TinyModelSpec, build_tiny_model
+    from llm.tiny import REPORT_FILE, TinyModelSpec, build_tiny_model, read_corpus
 
     config = _config(profile, config_file)
+    if config.tiny_model is None:
+        raise click.UsageError(f"profile {profile!r} has no [tiny_model] section (use --profile smoke)")
     spec = TinyModelSpec(**as_dict(config.tiny_model))
     if steps is not None:
         spec = TinyModelSpec(**{**asdict(spec), "steps": steps})
+    checker = _sample_checker(config, workdir, use_sandbox) if samples else None
     report = build_tiny_model(out, corpus, spec, config.evaluation.param_budget,
                               progress=lambda message: click.echo(message, err=True))
     click.echo(f"tiny model: {report['parameters']:,} parameters, {report['trained_tokens']:,} tokens "
                f"({report['epochs']} epochs) in {report['train_seconds']}s "
                f"({report['tokens_per_second']:,.0f} tokens/s); saved to {out}")
-    if samples:
-        report["check"] = _check_samples(out, config, samples)
-        (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        check = report["check"]
-        click.echo(f"samples: {check['parsed']}/{check['samples']} parse, {check['stopped']} ended their "
-                   f"turn, {check['has_net']} define class Net ({check['seconds']}s)")
-
-
-def _check_samples(model_dir: Path, config, n: int) -> dict:
-    """Sample from the generation prompt and count what parses. Only `ast.parse` here: instantiating
-    generated code is the sandbox's job (`nasloop evaluate`)."""
+    if not samples:
+        return
     from llm import extract_code
+    from orchestrator.sample_check import assess_samples
+
+    training = [code for example in read_corpus(corpus, config.evaluation.param_budget)
+                for m in example if m["role"] == "assistant" and (code := extract_code(m["content"]))]
+    drawn, seconds = _draw_samples(out, config, samples)
+    try:
+        check = assess_samples(drawn, sorted(set(training)), config.novelty, checker, config.evaluation.jobs)
+    except InfraError as exc:
+        raise click.ClickException(f"infrastructure failure while checking the samples: {exc}") from None
+    check["sampling_seconds"] = seconds
+    report["check"] = check
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(_check_line(check))
+
+
+def _sample_checker(config, workdir: Path, use_sandbox: bool | None):
+    """A Checker at the prompt's shape, or None (with a message) when the samples are not checked."""
+    from orchestrator.corpus_check import prompt_check_protocol
+    from orchestrator.evaluate import Checker
+    from orchestrator.images import ImageError, docker_client, resolve
+
+    if use_sandbox is False:
+        return None
+    try:
+        client = docker_client()
+        image = resolve(client, "sandbox")
+    except ImageError as exc:
+        if use_sandbox:
+            raise click.ClickException(f"cannot check samples in the sandbox: {exc}") from None
+        click.echo(f"samples will not be checked in the sandbox (only parsed): {exc}", err=True)
+        return None
+    return Checker(client, image, config.evaluation, prompt_check_protocol(config.evaluation),
+                   workdir / "scratch" / "checks")
+
+
+def _draw_samples(model_dir: Path, config, n: int):
     from llm.jobs import Decoding
     from llm.prompt import generation_task, prompt_messages
     from llm.sampling import SampleRequest, TransformersBackend
@@ -89,22 +124,21 @@ def _check_samples(model_dir: Path, config, n: int) -> dict:
     decoding = Decoding(gen.temperature, gen.top_k, gen.top_p, gen.do_sample, gen.max_new_tokens, gen.seed)
     backend = TransformersBackend(str(model_dir), decoding, batch_size=gen.batch_size, device="cpu")
     request = SampleRequest(prompt_messages(generation_task(config.evaluation.param_budget)), n, gen.seed)
-    samples = [s for batch in backend.generate([request]) for s in batch]
-    parsed = has_net = 0
-    for sample in samples:
-        code = extract_code(sample.text)
-        try:
-            tree = ast.parse(code) if code is not None else None
-        except (SyntaxError, ValueError):
-            tree = None
-        parsed += tree is not None
-        has_net += tree is not None and any(isinstance(node, ast.ClassDef) and node.name == "Net"
-                                            for node in tree.body)
-    return {"samples": n, "parsed": parsed, "has_net": has_net,
-            "stopped": sum(s.finish_reason == "stop" for s in samples),
-            "mean_completion_tokens": round(sum(s.completion_tokens for s in samples) / n, 1),
-            "seconds": round(sum(b.seconds for b in {s.seed: s for s in samples}.values()), 1),
-            "decoding": asdict(decoding)}
+    drawn = [s for batch in backend.generate([request]) for s in batch]
+    return drawn, round(sum(b.seconds for b in {s.seed: s for s in drawn}.values()), 1)
+
+
+def _check_line(check: dict) -> str:
+    n = check["samples"]
+    line = f"samples: {check['parsed']}/{n} parse, {check['stopped']} ended their turn"
+    if check["valid"] is None:
+        return line + f"; validity not checked; {check['near_copies']} of the parsed are near-copies of a " \
+                      f"training program (J > {check['tau']})"
+    failures = ", ".join(f"{k} {v}" for k, v in check["failures"].items()) or "none"
+    shape = "x".join(map(str, check["in_shape"][1:]))
+    return (line + f"; {check['valid']}/{n} valid (every check at {shape}, <= {check['param_budget']:,} parameters), "
+            f"{check['valid'] - check['near_copies']} of them not near-copies of a training program "
+            f"(J <= {check['tau']}); failures: {failures}")
 
 
 def _run(job, workdir: Path, local: bool, image: str | None, gpu: bool) -> str:
