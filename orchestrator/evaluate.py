@@ -168,13 +168,10 @@ class Evaluator:
 
     def evaluate(self, source: bytes, path: str) -> EvaluationResult:
         """Evaluate one program. Raises InfraError when Docker fails (never the candidate's fault)."""
-        sha = hashlib.sha256(source).hexdigest()
-        result = EvaluationResult(path=path, sha256=sha, protocol=self.protocol.id, image=str(self.image))
-        violation = check_contract(source, self.config.max_source_bytes)
-        if violation:
-            return result.fail(violation.kind, violation.message)
-
-        workdir = self.artefacts_root / f"{sha[:16]}-{uuid.uuid4().hex[:8]}"
+        result, workdir = _begin(source, path, self.protocol.id, self.image, self.config, self.artefacts_root)
+        if workdir is None:
+            return result
+        sha = result.sha256
         result.artefacts = str(workdir)
         train_job, predict_job = workdir / "train-job", workdir / "predict-job"
         for job_dir in (train_job, predict_job):
@@ -244,12 +241,10 @@ class Checker:
 
     def evaluate(self, source: bytes, path: str) -> EvaluationResult:
         """Check one program. Raises InfraError when Docker fails (never the candidate's fault)."""
-        sha = hashlib.sha256(source).hexdigest()
-        result = EvaluationResult(path=path, sha256=sha, protocol=self.protocol.id, image=str(self.image))
-        violation = check_contract(source, self.config.max_source_bytes)
-        if violation:
-            return result.fail(violation.kind, violation.message)
-        workdir = self.artefacts_root / f"{sha[:16]}-{uuid.uuid4().hex[:8]}"
+        result, workdir = _begin(source, path, self.protocol.id, self.image, self.config, self.artefacts_root)
+        if workdir is None:
+            return result
+        sha = result.sha256
         job_dir, out_dir = workdir / "check-job", workdir / "check-out"
         job_dir.mkdir(parents=True)
         (job_dir / sj.CANDIDATE_FILE).write_bytes(source)
@@ -275,6 +270,18 @@ class Checker:
             return result
         finally:  # nothing of a check is worth keeping: the outcome is the result
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _begin(source: bytes, path: str, protocol_id: str, image: ResolvedImage, config: EvaluationConfig,
+           artefacts_root: Path) -> tuple[EvaluationResult, Path | None]:
+    """The result to fill in and a fresh work directory for it; no directory when the contract check
+    on the source alone has already failed it."""
+    sha = hashlib.sha256(source).hexdigest()
+    result = EvaluationResult(path=path, sha256=sha, protocol=protocol_id, image=str(image))
+    violation = check_contract(source, config.max_source_bytes)
+    if violation:
+        return result.fail(violation.kind, violation.message), None
+    return result, artefacts_root / f"{sha[:16]}-{uuid.uuid4().hex[:8]}"
 
 
 def phase_failed(result: EvaluationResult, outcome: PhaseOutcome, out_dir: Path) -> bool:

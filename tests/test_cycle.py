@@ -25,6 +25,8 @@ from orchestrator.experiments import Adapter, Candidate, Cycle, Experiment
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 pytest.importorskip("transformers")
 
+from tests.test_llm_model import PROGRAMS  # noqa: E402
+
 # Shrinks the smoke profile: a micro model that memorises the corpus (so that its samples are valid
 # programs), three candidates a cycle, small limits. The smoke profile itself is unchanged.
 TEST_CONFIG = """
@@ -72,7 +74,6 @@ def _invoke(*args: str) -> str:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
     from orchestrator.images import ImageError, resolve
-    from tests.test_llm_model import PROGRAMS
 
     for name in ("sandbox", "llm"):
         try:

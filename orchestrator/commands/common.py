@@ -47,3 +47,18 @@ def load_profile(profile: str, config_file: Path | None) -> ExperimentConfig:
         return load_config(profile, config_file)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def sandbox(nothing_done: str):  # type: ignore[no-untyped-def]
+    """The Docker client and the sandbox image for these sources, orphans swept; a ClickException
+    saying `nothing_done` (e.g. "nothing was evaluated") when Docker or the image is missing."""
+    from orchestrator import images as img
+    from orchestrator.containers import sweep_orphans
+
+    try:
+        client = img.docker_client()
+        image = img.resolve(client, "sandbox")
+        sweep_orphans(client)
+    except img.ImageError as exc:
+        raise click.ClickException(f"{exc}\n{nothing_done} (program code never runs outside Docker)") from None
+    return client, image

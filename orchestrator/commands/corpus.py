@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator import images as img
-from orchestrator.commands.common import config_option, db_url_option, load_profile, profile_option, workdir_option
-from orchestrator.containers import InfraError, sweep_orphans
+from orchestrator.commands.common import (config_option, db_url_option, load_profile, profile_option, sandbox,
+                                         workdir_option)
+from orchestrator.containers import InfraError
 from orchestrator.corpus import corpus_stats, export_chat_jsonl, import_lemur
 from orchestrator.corpus_check import (check_corpus, check_counts, checked_protocols, prompt_check_protocol,
                                        unchecked_programs, valid_program_ids)
@@ -120,12 +120,7 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
     """
     config = load_profile(profile, config_file)
     protocol = prompt_check_protocol(config.evaluation)
-    try:
-        client = img.docker_client()
-        image = img.resolve(client, "sandbox")
-        sweep_orphans(client)
-    except img.ImageError as exc:
-        raise click.ClickException(f"{exc}\nnothing was checked (program code never runs outside Docker)") from None
+    client, image = sandbox("nothing was checked")
     db = connect(workdir, db_url)
     console = Console(stderr=True)
     try:

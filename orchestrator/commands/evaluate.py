@@ -11,13 +11,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import images as img
-from orchestrator.commands.common import config_option, profile_option, workdir_option
+from orchestrator.commands.common import config_option, profile_option, sandbox, workdir_option
 from orchestrator.commands.data import data_dir_option
 from orchestrator.config import ConfigError, load_config
-from orchestrator.containers import InfraError, sweep_orphans
+from orchestrator.containers import InfraError
 from orchestrator.data import DATASETS, DataError, ensure_prepared
-from orchestrator.evaluate import CHECK_PROTOCOL_NAME, Checker, EvaluationResult, Evaluator, evaluate_many, make_check_protocol, scoring_set
+from orchestrator.evaluate import (CHECK_PROTOCOL_NAME, Checker, EvaluationResult, Evaluator, evaluate_many,
+                                  make_check_protocol, scoring_set)
 
 
 @click.command()
@@ -53,12 +53,7 @@ def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None
         config = load_config(profile, config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        client = img.docker_client()
-        image = img.resolve(client, "sandbox")
-        sweep_orphans(client)
-    except img.ImageError as exc:
-        raise click.ClickException(f"{exc}\nnothing was evaluated (candidate code never runs outside Docker)") from None
+    client, image = sandbox("nothing was evaluated")
     try:
         prepared = ensure_prepared(config.data.dataset, workdir, data_dir or workdir / "data",
                                    config.data.holdout_fraction, config.data.seed)
