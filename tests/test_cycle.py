@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from orchestrator.cli import main
 from orchestrator.containers import MANAGED_LABEL
+from orchestrator.corpus import Program
 from orchestrator.cycle import EXPORT_FIELDS, workspace_lock
 from orchestrator.db import current_revision, head_revision, open_database, upgrade, create_db_engine
 from orchestrator.experiments import Adapter, Candidate, Cycle, Experiment
@@ -96,7 +97,8 @@ def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
         _invoke("cycle", "--profile", "smoke", "--config", str(config), "--workdir", str(workdir))
     checked = _invoke("corpus", "check", "--jobs", "2", "--profile", "smoke", "--config", str(config),
                       "--workdir", str(workdir))
-    assert f"{len(PROGRAMS)} of {len(PROGRAMS) + 1} checked programs valid" in checked
+    kept = json.loads(_invoke("corpus", "stats", "--json", "--workdir", str(workdir)))["corpus_programs"]
+    assert f"{kept - 1} of {kept} checked programs valid" in checked and "params_over_budget   1" in checked
     _invoke("llm", "tiny-model", str(workdir / "models" / "tiny"), "--corpus", str(corpus), "--samples", "0",
             "--profile", "smoke", "--config", str(config))
     return workdir, config
@@ -123,7 +125,8 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
         cycles = experiment.cycles
         assert [c.index for c in cycles] == [1, 2] and all(c.phase == "done" for c in cycles)
         base = session.scalar(select(Cycle.corpus_size).where(Cycle.id == cycles[0].id)) - cycles[0].n_selected
-        assert base == len(PROGRAMS)  # the over-budget program is not part of the seed corpus
+        kept = session.scalar(select(func.count()).where(Program.duplicate_of_id.is_(None)))
+        assert base == kept - 1  # the over-budget program is not part of the seed corpus
         for c in cycles:
             candidates = c.candidates
             assert [x.sample_index for x in candidates] == [0, 1, 2]  # every sample stored, once
