@@ -71,9 +71,23 @@ def checked_protocols(session: Session) -> list[str]:
     return list(session.scalars(select(ProgramCheck.protocol).distinct().order_by(ProgramCheck.protocol)))
 
 
+class ChecksMissing(RuntimeError):
+    """The corpus is not (fully) checked under a protocol, or nothing in it passed."""
+
+
 def valid_program_ids(session: Session, protocol_id: str) -> set[int]:
-    return set(session.scalars(select(ProgramCheck.program_id).where(
-        ProgramCheck.protocol == protocol_id, ProgramCheck.valid.is_(True))))
+    """The corpus programs that passed under `protocol_id`; ChecksMissing while any corpus program
+    has no result there (a partial answer would silently depend on how far a check run got) or when
+    none passed."""
+    unchecked = len(unchecked_programs(session, protocol_id))
+    if unchecked:
+        raise ChecksMissing(f"{unchecked} corpus program(s) have no check result under {protocol_id}: "
+                            "run `nasloop corpus check` with the same profile first")
+    ids = set(session.scalars(select(ProgramCheck.program_id).join(Program, Program.id == ProgramCheck.program_id)
+                              .where(_CORPUS, ProgramCheck.protocol == protocol_id, ProgramCheck.valid.is_(True))))
+    if not ids:
+        raise ChecksMissing(f"no corpus program passed the checks under {protocol_id}")
+    return ids
 
 
 def check_corpus(db: Database, checker: Checker, jobs: int, limit: int | None = None,

@@ -34,7 +34,7 @@ from orchestrator import images as img
 from orchestrator.config import ExperimentConfig
 from orchestrator.containers import InfraError, sweep_orphans
 from orchestrator.corpus import Program, chat_examples, load_index
-from orchestrator.corpus_check import prompt_check_protocol, unchecked_programs, valid_program_ids
+from orchestrator.corpus_check import ChecksMissing, prompt_check_protocol, valid_program_ids
 from orchestrator.data import ensure_prepared
 from orchestrator.db import Database
 from orchestrator.evaluate import EvaluationResult, Evaluator, evaluate_many, scoring_set
@@ -338,15 +338,10 @@ class CycleRunner:
         None (every corpus program)."""
         if self.config.cycle.seed_corpus == "all":
             return None
-        protocol = prompt_check_protocol(self.config.evaluation)
-        unchecked = len(unchecked_programs(session, protocol.id))
-        if unchecked:
-            raise CycleError(f"cycle.seed_corpus = \"valid\" but {unchecked} corpus program(s) have no check result "
-                             f"under {protocol.id}: run `nasloop corpus check` with this profile first")
-        ids = valid_program_ids(session, protocol.id)
-        if not ids:
-            raise CycleError(f"cycle.seed_corpus = \"valid\" but no corpus program passed the checks under {protocol.id}")
-        return ids
+        try:
+            return valid_program_ids(session, prompt_check_protocol(self.config.evaluation).id)
+        except ChecksMissing as exc:
+            raise CycleError(f'cycle.seed_corpus = "valid", but {exc}') from None
 
     def _selected_code(self, session: Session, up_to_cycle: int) -> list[tuple[str, str]]:
         rows = session.execute(

@@ -16,8 +16,8 @@ from orchestrator.commands.common import (config_option, db_url_option, load_pro
                                          workdir_option)
 from orchestrator.containers import InfraError
 from orchestrator.corpus import corpus_stats, export_chat_jsonl, import_lemur
-from orchestrator.corpus_check import (check_corpus, check_counts, checked_protocols, prompt_check_protocol,
-                                       unchecked_programs, valid_program_ids)
+from orchestrator.corpus_check import (ChecksMissing, check_corpus, check_counts, checked_protocols,
+                                       prompt_check_protocol, unchecked_programs, valid_program_ids)
 from orchestrator.db import Database, open_database
 from orchestrator.evaluate import Checker, EvaluationResult
 
@@ -181,15 +181,10 @@ def export_command(fmt: str, valid_only: bool, out: Path, workdir: Path, db_url:
         with db.transaction() as session:
             program_ids = None
             if valid_only:
-                protocol = prompt_check_protocol(config.evaluation)
-                unchecked = len(unchecked_programs(session, protocol.id))
-                if unchecked:
-                    raise click.ClickException(
-                        f"{unchecked} corpus program(s) have no check result under {protocol.id}: "
-                        f"run `nasloop corpus check` (same profile) first")
-                program_ids = valid_program_ids(session, protocol.id)
-                if not program_ids:
-                    raise click.ClickException(f"no corpus program passed the checks under {protocol.id}")
+                try:
+                    program_ids = valid_program_ids(session, prompt_check_protocol(config.evaluation).id)
+                except ChecksMissing as exc:
+                    raise click.ClickException(str(exc)) from None
             count = export_chat_jsonl(session, out, config.evaluation.param_budget, program_ids)
     finally:
         db.close()
