@@ -152,6 +152,7 @@ def test_tiny_model_is_a_llama_with_a_chat_template_and_a_report(tiny: Path) -> 
     check = report["check"]
     assert check["samples"] == 2 and 0 <= check["parsed"] <= 2
     assert check["valid"] is None and check["assessed_for_novelty"] == "parsed"  # --no-sandbox
+    assert check["decoding"]["temperature"] == 0.8 and check["decoding"]["max_new_tokens"] == 40
 
 
 def test_tiny_model_reads_a_lemur_export(workspace: dict[str, Path]) -> None:

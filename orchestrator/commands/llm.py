@@ -84,12 +84,12 @@ def tiny_model(out: Path, corpus: Path, steps: int | None, samples: int, use_san
 
     training = [code for example in read_corpus(corpus, config.evaluation.param_budget)
                 for m in example if m["role"] == "assistant" and (code := extract_code(m["content"]))]
-    drawn, seconds = _draw_samples(out, config, samples)
+    drawn, seconds, decoding = _draw_samples(out, config, samples)
     try:
         check = assess_samples(drawn, sorted(set(training)), config.novelty, checker, config.evaluation.jobs)
     except InfraError as exc:
         raise click.ClickException(f"infrastructure failure while checking the samples: {exc}") from None
-    check["sampling_seconds"] = seconds
+    check["sampling_seconds"], check["decoding"] = seconds, decoding
     report["check"] = check
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     click.echo(_check_line(check))
@@ -125,7 +125,7 @@ def _draw_samples(model_dir: Path, config, n: int):
     backend = TransformersBackend(str(model_dir), decoding, batch_size=gen.batch_size, device="cpu")
     request = SampleRequest(prompt_messages(generation_task(config.evaluation.param_budget)), n, gen.seed)
     drawn = [s for batch in backend.generate([request]) for s in batch]
-    return drawn, round(sum(b.seconds for b in {s.seed: s for s in drawn}.values()), 1)
+    return drawn, round(sum(b.seconds for b in {s.seed: s for s in drawn}.values()), 1), asdict(decoding)
 
 
 def _check_line(check: dict) -> str:
