@@ -62,12 +62,14 @@ import torch._dynamo  # noqa: F401  as sandbox/train.py: the optimizer's first i
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import orchestrator.evaluate as ev  # noqa: E402
-from orchestrator import images as img  # noqa: E402
+import orchestrator.evaluation.evaluator as ev  # noqa: E402
 from orchestrator.config import EvaluationConfig, load_config  # noqa: E402
-from orchestrator.containers import InfraError, Phase, run_phase, sweep_orphans  # noqa: E402
+from orchestrator.containers import images as img  # noqa: E402
+from orchestrator.containers.client import ImageError, InfraError  # noqa: E402
+from orchestrator.containers.hardened import Phase, run_phase  # noqa: E402
 from orchestrator.data import DataError, PreparedDataset, ensure_prepared  # noqa: E402
-from orchestrator.evaluate import EvaluationResult, Evaluator, evaluate_many, scoring_set  # noqa: E402
+from orchestrator.evaluation.protocol import make_protocol  # noqa: E402
+from orchestrator.evaluation.run import evaluate_files  # noqa: E402
 from sandbox.batches import TrainBatches, normalise  # noqa: E402
 
 CANDIDATE = REPO / "tests" / "candidates" / "small_cnn.py"
@@ -111,9 +113,9 @@ class Probe:
         self.phases, self.scoring = [], 0.0
 
     def install(self) -> None:
-        def timed_phase(client, phase, limits, threads):  # type: ignore[no-untyped-def]
+        def timed_phase(client, phase, limits):  # type: ignore[no-untyped-def]
             started = time.perf_counter()
-            outcome = run_phase(client, phase, limits, threads)
+            outcome = run_phase(client, phase, limits)
             self.phases.append((phase.name, time.perf_counter() - started, outcome.seconds))
             return outcome
 
@@ -143,23 +145,19 @@ PROBE = Probe()
 
 def nasloop_evaluate(name: str, source: bytes, profile: str, overrides: dict[str, Any], workdir: Path,
                      artefacts: Path) -> dict[str, Any]:
-    """One `nasloop evaluate` invocation on one file, as orchestrator/commands/evaluate.py does it."""
+    """One `nasloop evaluate` invocation on one file, through the same library call the command makes."""
     PROBE.reset()
+    candidate_file = artefacts / f"{name}.py"
+    candidate_file.parent.mkdir(parents=True, exist_ok=True)
+    candidate_file.write_bytes(source)
     started = time.perf_counter()
+    marks: dict[str, float] = {}
     config = load_config(profile, None, overrides)
-    client = img.docker_client()
-    image = img.resolve(client, "sandbox")
-    sweep_orphans(client)
-    prepared = ensure_prepared(config.data.dataset, workdir, workdir / "data", config.data.holdout_fraction,
-                               config.data.seed)
-    with scoring_set(prepared, workdir / "scratch") as scoring:
-        evaluator = Evaluator(client, image, prepared, config.evaluation, artefacts, scoring)
-        setup = time.perf_counter() - started
-        candidate_started = time.perf_counter()
-        (result,) = evaluate_many(evaluator, [(name, source)], 1)
-        candidate = time.perf_counter() - candidate_started
+    (result,) = evaluate_files([candidate_file], config, workdir,
+                               on_start=lambda _evaluator: marks.setdefault("setup", time.perf_counter()))
+    setup = marks["setup"] - started
+    candidate = time.perf_counter() - marks["setup"]
     total = time.perf_counter() - started
-    client.close()
     if not result.valid:
         raise SystemExit(f"error: {name} did not evaluate: {result.failure}: {result.error}")
     shutil.rmtree(result.artefacts or "", ignore_errors=True)
@@ -182,12 +180,11 @@ def bare_container(client, image: img.ResolvedImage, prepared: PreparedDataset, 
                    command: str, scratch: Path) -> dict[str, float]:
     """A hardened container (the training phase's limits, GPU included, and `run_phase`) that runs
     only `command`."""
-    train_limits, _ = Evaluator(client, image, prepared, config, scratch, None).limits  # type: ignore[arg-type]
-    limits = replace(train_limits, timeout_s=120.0)
+    limits = replace(make_protocol(config, prepared).train_limits, timeout_s=120.0)
     out_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=scratch)) / "out"
     started = time.perf_counter()
-    outcome = run_phase(client, Phase("bench-bare", image.id, ["python3", "-c", command], {}, out_dir),
-                        limits, max(1, int(config.cpus)))
+    outcome = run_phase(client, Phase("bench-bare", image.id, ["python3", "-c", command], {}, out_dir,
+                                      gpu=config.gpu if config.device == "cuda" else None), limits)
     wall = time.perf_counter() - started
     shutil.rmtree(out_dir.parent, ignore_errors=True)
     if outcome.exit_code != 0:
@@ -220,10 +217,10 @@ def cpu_share(client, image: img.ResolvedImage, prepared: PreparedDataset, confi
         exec(snippet, {})  # noqa: S102  our own constant code
     torch.set_num_threads(previous)
     host_wall, host_cpu = (float(v) for v in output.getvalue().split()[1:3])
-    train_limits, _ = Evaluator(client, image, prepared, config, scratch, None).limits  # type: ignore[arg-type]
+    train_limits = make_protocol(config, prepared).train_limits
     out_dir = Path(tempfile.mkdtemp(prefix="cpu-", dir=scratch)) / "out"
     outcome = run_phase(client, Phase("bench-cpu", image.id, ["python3", "-c", snippet], {}, out_dir),
-                        replace(train_limits, timeout_s=300.0), threads)
+                        replace(train_limits, timeout_s=300.0))
     shutil.rmtree(out_dir.parent, ignore_errors=True)
     lines = [line for line in outcome.log_tail.splitlines() if line.startswith("CPUSHARE ")]
     if outcome.exit_code != 0 or not lines:
@@ -409,9 +406,9 @@ def main() -> int:
     device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     workdir = args.workdir.resolve()
     try:
-        client = img.docker_client()
-        image = img.resolve(client, "sandbox")
-    except img.ImageError as exc:
+        docker = img.connect("sandbox")
+        client, image = docker.client, docker.images["sandbox"]
+    except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
@@ -468,7 +465,7 @@ def main() -> int:
             for name, step in (steps if rep % 2 == 0 else steps[::-1]):
                 runs[name].append(step())
             print(f"  repetition {rep + 1}/{reps} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    except (InfraError, img.ImageError) as exc:
+    except InfraError as exc:
         print(f"error: infrastructure failure: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orchestrator.config import load_config  # noqa: E402
-from orchestrator.novelty import MinHasher, NoveltyIndex  # noqa: E402
+from orchestrator.corpus.minhash import MinHasher  # noqa: E402
+from orchestrator.corpus.novelty import NoveltyIndex  # noqa: E402
 
 LEMUR_JSONL = REPO.parent / "shared" / "data" / "lemur" / "lemur-img-classification.jsonl.gz"
 SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,

@@ -13,8 +13,9 @@ of the text; whether that code parses is for the validity check to find out, not
 
 from __future__ import annotations
 
-import ast
 import re
+
+from contracts.source import parses
 
 _PYTHON_TAGS = {"python", "python3", "py", "py3", "pytorch"}
 _OPEN_FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*?)[ \t]*$")
@@ -78,7 +79,7 @@ def _bare_code(text: str) -> str | None:
 def _trim_trailing_prose(code: list[str]) -> str | None:
     for _ in range(min(len(code), _MAX_TRAILING_LINES)):
         candidate = "\n".join(code).strip("\n")
-        if candidate and _parses(candidate):
+        if candidate and parses(candidate):
             return candidate
         # Only unindented (or blank) lines can be prose after the code; an indented line is code.
         if code[-1].strip() and code[-1][:1] in (" ", "\t"):
@@ -88,10 +89,3 @@ def _trim_trailing_prose(code: list[str]) -> str | None:
             return None
     return None
 
-
-def _parses(source: str) -> bool:
-    try:
-        ast.parse(source)
-    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
-        return False
-    return True

@@ -20,16 +20,16 @@ Exit status: 0 done, 2 bad job, missing model or over-length examples under `ove
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llm.jobs import ADAPTER_METADATA_FILE, FinetuneJob, read_job
+from contracts.files import JsonlError, atomic_write_text, file_sha256, read_jsonl
+from contracts.jobfile import read_job
+from contracts.llm import ADAPTER_METADATA_FILE, AdapterMetadata, CorpusSummary, FinetuneJob, read_adapter_metadata
 
 
 class FinetuneError(ValueError):
@@ -39,17 +39,16 @@ class FinetuneError(ValueError):
 def read_chat_corpus(path: Path) -> list[list[dict[str, str]]]:
     """One `{"messages": [...]}` per line, each ending with the assistant's answer."""
     examples = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                messages = json.loads(line)["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise FinetuneError(f"{path}:{number}: not a chat example ({exc})") from None
+    try:
+        for number, record in read_jsonl(path):
+            messages = record.get("messages") if isinstance(record, dict) else None
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise FinetuneError(f"{path}:{number}: not a chat example (no list of 'messages')")
             if not messages or messages[-1].get("role") != "assistant":
                 raise FinetuneError(f"{path}:{number}: the last message must be the assistant's answer")
             examples.append(messages)
+    except JsonlError as exc:
+        raise FinetuneError(f"not a chat example: {exc}") from None
     if not examples:
         raise FinetuneError(f"{path}: no chat examples")
     return examples
@@ -152,15 +151,7 @@ def _check_parent(parent: Path, hp) -> None:
                             f"the profile says {expected}")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def run(job: FinetuneJob) -> dict[str, Any]:
+def run(job: FinetuneJob) -> AdapterMetadata | None:
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -209,11 +200,10 @@ def run(job: FinetuneJob) -> dict[str, Any]:
     if job.parent_adapter:
         parent = models.check_adapter(job.parent_adapter)
         _check_parent(parent, hp)
-        meta_path = parent / ADAPTER_METADATA_FILE
-        parent_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        if parent_meta and parent_meta["base_model"]["revision"] != identity["revision"]:
+        parent_meta = read_adapter_metadata(parent) if (parent / ADAPTER_METADATA_FILE).is_file() else None
+        if parent_meta and parent_meta.base_model["revision"] != identity["revision"]:
             raise FinetuneError(f"parent adapter {parent} was trained on base revision "
-                                f"{parent_meta['base_model']['revision']}, not {identity['revision']}")
+                                f"{parent_meta.base_model['revision']}, not {identity['revision']}")
         model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
     else:
         model = get_peft_model(base, LoraConfig(
@@ -264,43 +254,42 @@ def run(job: FinetuneJob) -> dict[str, Any]:
     train_seconds = time.perf_counter() - train_start
     loss_after = mean_loss(model, dataset, device) if job.measure_loss else None
 
-    metadata: dict[str, Any] = {}
+    metadata: AdapterMetadata | None = None
     if trainer.is_world_process_zero():
         shutil.rmtree(staging / "trainer", ignore_errors=True)
         model.save_pretrained(str(staging))
-        metadata = {
-            "base_model": identity,
-            "parent_adapter": ({"path": job.parent_adapter,
-                                "adapter_sha256": parent_meta.get("adapter_sha256") if parent_meta else None}
-                               if job.parent_adapter else None),
-            "corpus": {"file": Path(job.corpus).name, "sha256": _file_sha256(Path(job.corpus)),
-                       "examples": len(examples), "trained_examples": len(dataset),
-                       "skipped_over_length": len(over_length), "over_length": over_length,
-                       "assistant_tokens": sum(sum(1 for t in d["labels"] if t != -100) for d in dataset)},
-            "hyperparameters": asdict(hp),
-            "effective_precision": precision,
-            "effective_optimizer": optimizer,
-            "fallbacks": fallbacks,
-            "lora_targets": targets,
-            "trainable_parameters": trainable,
-            "seed": job.seed,
-            "max_steps": job.max_steps,
-            "steps": result.global_step,
-            "train_loss": round(result.training_loss, 5),
-            "loss_curve": curve,
-            "mean_loss_before": loss_before,
-            "mean_loss_after": loss_after,
-            "loss_scope": "assistant tokens",
-            "device": str(device),
-            "world_size": trainer.args.world_size,
-            "train_seconds": round(train_seconds, 2),
-            "wall_seconds": round(time.perf_counter() - started, 2),
-            "libraries": models.library_versions(),
-            "notes": job.notes,
-        }
         weights = staging / "adapter_model.safetensors"
-        metadata["adapter_sha256"] = _file_sha256(weights) if weights.is_file() else None
-        (staging / ADAPTER_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        metadata = AdapterMetadata(
+            base_model=identity,
+            parent_adapter=({"path": job.parent_adapter,
+                             "adapter_sha256": parent_meta.adapter_sha256 if parent_meta else None}
+                            if job.parent_adapter else None),
+            corpus=CorpusSummary(
+                file=Path(job.corpus).name, sha256=file_sha256(Path(job.corpus)), examples=len(examples),
+                trained_examples=len(dataset), skipped_over_length=len(over_length), over_length=over_length,
+                assistant_tokens=sum(sum(1 for t in d["labels"] if t != -100) for d in dataset)),
+            hyperparameters=hp,
+            effective_precision=precision,
+            effective_optimizer=optimizer,
+            fallbacks=fallbacks,
+            lora_targets=targets,
+            trainable_parameters=trainable,
+            seed=job.seed,
+            max_steps=job.max_steps,
+            steps=result.global_step,
+            train_loss=round(result.training_loss, 5),
+            loss_curve=curve,
+            mean_loss_before=loss_before,
+            mean_loss_after=loss_after,
+            loss_scope="assistant tokens",
+            device=str(device),
+            world_size=trainer.args.world_size,
+            train_seconds=round(train_seconds, 2),
+            wall_seconds=round(time.perf_counter() - started, 2),
+            libraries=models.library_versions(),
+            adapter_sha256=file_sha256(weights) if weights.is_file() else None,
+        )
+        atomic_write_text(staging / ADAPTER_METADATA_FILE, json.dumps(metadata.as_dict(), indent=2) + "\n")
         staging.rename(out)  # the adapter appears complete or not at all
     trainer.accelerator.wait_for_everyone()
     return metadata
@@ -315,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     staging = None
     try:
-        job = read_job(Path(args[0]))
-        if not isinstance(job, FinetuneJob):
-            raise FinetuneError(f"{args[0]}: not a fine-tuning job")
+        job = read_job(Path(args[0]), [FinetuneJob])
         staging = Path(job.output_dir).with_name(Path(job.output_dir).name + ".partial")
         metadata = run(job)
     except (ValueError, FileNotFoundError, ModelNotFound) as exc:
@@ -327,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     if metadata:
-        print(json.dumps({k: metadata[k] for k in ("steps", "train_loss", "mean_loss_before",
-                                                    "mean_loss_after", "train_seconds")}))
+        print(json.dumps({k: getattr(metadata, k) for k in ("steps", "train_loss", "mean_loss_before",
+                                                             "mean_loss_after", "train_seconds")}))
     return 0
 
 

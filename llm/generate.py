@@ -12,31 +12,26 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llm.jobs import GENERATION_SUMMARY_FILE, SAMPLES_FILE, GenerateJob, read_job
+from contracts.files import atomic_write_text, jsonl_line
+from contracts.jobfile import read_job
+from contracts.llm import GENERATION_SUMMARY_FILE, SAMPLES_FILE, GenerateJob, Sample, read_samples
 
 
-def _finished_batches(path: Path, batch_size: int) -> list[dict[str, Any]]:
-    """Samples of the complete batches already in `path` (the job's own earlier, interrupted run)."""
-    if not path.is_file():
-        return []
-    samples = []
-    for line in path.read_text().splitlines():
-        try:
-            samples.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    by_batch: dict[int, list[dict[str, Any]]] = {}
-    for sample in samples:
-        by_batch.setdefault(sample["index"] // batch_size, []).append(sample)
-    kept: list[dict[str, Any]] = []
+def _finished_batches(output_dir: Path, batch_size: int) -> list[Sample]:
+    """Samples of the complete batches already written (the job's own earlier, interrupted run)."""
+    by_batch: dict[int, list[Sample]] = {}
+    for sample in read_samples(output_dir):
+        by_batch.setdefault(sample.index // batch_size, []).append(sample)
+    kept: list[Sample] = []
     for batch in sorted(by_batch):
         group = by_batch[batch]
-        if batch != len(kept) // batch_size or len(group) != group[0]["batch_size"]:
+        if batch != len(kept) // batch_size or len(group) != group[0].batch_size:
             break  # a gap or a partial batch: draw from here again
-        kept.extend(sorted(group, key=lambda s: s["index"]))
+        kept.extend(group)
     return kept
 
 
@@ -46,8 +41,8 @@ def run(job: GenerateJob) -> dict[str, Any]:
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / SAMPLES_FILE
-    kept = _finished_batches(samples_path, job.batch_size)
-    samples_path.write_text("".join(json.dumps(s) + "\n" for s in kept))
+    kept = _finished_batches(out, job.batch_size)
+    atomic_write_text(samples_path, "".join(jsonl_line(s.as_dict()) for s in kept))
     (out / GENERATION_SUMMARY_FILE).unlink(missing_ok=True)
 
     start = time.perf_counter()
@@ -63,7 +58,7 @@ def run(job: GenerateJob) -> dict[str, Any]:
         with samples_path.open("a") as fh:
             for batch in backend.generate([request]):
                 for sample in batch:
-                    fh.write(json.dumps(sample.as_dict()) + "\n")
+                    fh.write(jsonl_line(sample.as_dict()))
                 fh.flush()
                 drawn += len(batch)
                 sample_seconds += batch[0].seconds
@@ -75,7 +70,7 @@ def run(job: GenerateJob) -> dict[str, Any]:
         **backend.describe(),
         "prompt_version": job.prompt_version,
         "prompt_sha256": job.prompt_sha256,
-        "decoding": job.decoding.__dict__,
+        "decoding": asdict(job.decoding),
         "num_samples": job.num_samples,
         "batch_size": job.batch_size,
         "resumed_from": len(kept),
@@ -87,7 +82,7 @@ def run(job: GenerateJob) -> dict[str, Any]:
         "libraries": library_versions(),
     }
     backend.close()
-    (out / GENERATION_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / GENERATION_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -99,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from llm.models import ModelNotFound
 
     try:
-        job = read_job(Path(args[0]))
-        if not isinstance(job, GenerateJob):
-            raise ValueError(f"{args[0]}: not a generation job")
+        job = read_job(Path(args[0]), [GenerateJob])
         summary = run(job)
     except (ValueError, FileNotFoundError, ModelNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)

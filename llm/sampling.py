@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from llm.jobs import Decoding
+from contracts.llm import Decoding, Sample
 
 
 @dataclass(frozen=True)
@@ -27,21 +27,6 @@ class SampleRequest:
     n: int
     seed: int
     first_index: int = 0
-
-
-@dataclass(frozen=True)
-class Sample:
-    index: int
-    text: str  # the raw completion, special tokens removed
-    prompt_tokens: int
-    completion_tokens: int  # including the end-of-turn token when it stopped on one
-    finish_reason: str  # "stop" (end of turn) or "length" (max_new_tokens reached)
-    seconds: float  # wall time of the batch that produced it
-    batch_size: int
-    seed: int  # the seed of its batch
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def batch_seed(seed: int, first_index: int) -> int:

@@ -16,8 +16,6 @@ previous token, which a small model learns quickly.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import math
 import random
@@ -26,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from contracts.files import atomic_write_text, file_sha256, read_jsonl
 from llm.prompt import chat_example, corpus_tasks
 
 BOS, EOS, PAD = "<s>", "<|end|>", "<pad>"
@@ -59,23 +58,15 @@ class TinyModelSpec:
 def read_corpus(path: Path, param_budget: int) -> list[list[dict[str, str]]]:
     """Chat examples from a JSONL(.gz) file: lines with `messages` (a chat export) are used as they
     are; lines with `code` (a LEMUR export) become the paper's two examples (CIFAR-10 and MNIST)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
     examples: list[list[dict[str, str]]] = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: invalid JSON: {exc}") from None
-            if "messages" in record:
-                examples.append([{**m, "content": _lf(m["content"])} for m in record["messages"]])
-            elif "code" in record:
-                code = _lf(record["code"])
-                examples.extend(chat_example(task, code) for task in corpus_tasks(param_budget))
-            else:
-                raise ValueError(f"{path}:{number}: neither 'messages' nor 'code'")
+    for number, record in read_jsonl(path):
+        if isinstance(record, dict) and "messages" in record:
+            examples.append([{**m, "content": _lf(m["content"])} for m in record["messages"]])
+        elif isinstance(record, dict) and "code" in record:
+            code = _lf(record["code"])
+            examples.extend(chat_example(task, code) for task in corpus_tasks(param_budget))
+        else:
+            raise ValueError(f"{path}:{number}: neither 'messages' nor 'code'")
     if not examples:
         raise ValueError(f"{path}: no examples")
     return examples
@@ -195,7 +186,7 @@ def build_tiny_model(out: Path, corpus: Path, spec: TinyModelSpec, param_budget:
     report = {
         "spec": asdict(spec),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "corpus": {"file": Path(corpus).name, "sha256": _file_sha256(corpus), "examples": len(examples),
+        "corpus": {"file": Path(corpus).name, "sha256": file_sha256(corpus), "examples": len(examples),
                    "tokens": corpus_tokens},
         "trained_tokens": trained_tokens,
         "epochs": round(trained_tokens / corpus_tokens, 2),
@@ -205,13 +196,6 @@ def build_tiny_model(out: Path, corpus: Path, spec: TinyModelSpec, param_budget:
         "losses": losses,
         "libraries": library_versions(),
     }
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     return report
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

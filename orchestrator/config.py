@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The source tree nasloop runs from (profiles, Dockerfiles and the packages baked into the images).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = REPO_ROOT / "configs"
 
 
 class ConfigError(ValueError):
@@ -130,6 +132,20 @@ class TinyModelConfig:
 class CycleConfig:
     cycles: int
     seed_corpus: str  # "all" corpus programs (the paper), or only those that pass `nasloop corpus check`
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """The paper's ablations of the full method; each is its own experiment."""
+
+    no_novelty: bool = False  # select regardless of near-duplication (similarities still logged)
+    no_threshold: bool = False  # select any valid, novel candidate
+    no_iteration: bool = False  # fine-tune once on the initial corpus; sample from that adapter
+
+    @property
+    def label(self) -> str:
+        names = [n for n in ("no_novelty", "no_threshold", "no_iteration") if getattr(self, n)]
+        return "+".join(names) or "full"
 
 
 @dataclass(frozen=True)

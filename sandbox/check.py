@@ -7,13 +7,11 @@ with the parameter count (candidate-side data; the host decides the outcome from
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
+from contracts.sandbox import CANDIDATE_FILE, CHECK_REPORT_FILE, JOB_DIR, CheckJob, CheckReport
 from sandbox.candidate import checked_net
-from sandbox.job import CANDIDATE_FILE, CHECK_FILE, JOB_DIR, OUT_DIR, CheckJob, read_job
-from sandbox.runner import run_phase, seed_everything, select_device
+from sandbox.runner import main, seed_everything, select_device, write_output
 
 
 def check(job: CheckJob) -> None:
@@ -21,10 +19,8 @@ def check(job: CheckJob) -> None:
     seed_everything(job.seed)
     _, params = checked_net(Path(JOB_DIR, CANDIDATE_FILE), job.in_shape, job.num_classes, job.prm,
                             job.param_budget, device)
-    Path(OUT_DIR, CHECK_FILE).write_text(json.dumps({"params": params}))
+    write_output(CHECK_REPORT_FILE, CheckReport(params=params))
 
 
 if __name__ == "__main__":
-    job = read_job(Path(sys.argv[1] if len(sys.argv) > 1 else f"{JOB_DIR}/job.json"))
-    assert isinstance(job, CheckJob)
-    run_phase(lambda: check(job))
+    main(CheckJob, check)

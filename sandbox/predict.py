@@ -6,17 +6,16 @@ Re-instantiates the candidate, loads its trained weights strictly, switches to `
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_model
 
+from contracts.sandbox import CANDIDATE_FILE, DATA_DIR, JOB_DIR, LOGITS_FILE, OUT_DIR, PREDICT_IMAGES, WEIGHTS_FILE, PredictJob
 from sandbox.batches import normalise
 from sandbox.candidate import CandidateFailure, instantiate, load_module
-from sandbox.job import CANDIDATE_FILE, DATA_DIR, JOB_DIR, LOGITS_FILE, OUT_DIR, PREDICT_IMAGES, WEIGHTS_FILE, PredictJob, read_job
-from sandbox.runner import run_phase, seed_everything, select_device
+from sandbox.runner import main, seed_everything, select_device
 
 
 def predict(job: PredictJob) -> None:
@@ -43,6 +42,4 @@ def predict(job: PredictJob) -> None:
 
 
 if __name__ == "__main__":
-    job = read_job(Path(sys.argv[1] if len(sys.argv) > 1 else f"{JOB_DIR}/job.json"))
-    assert isinstance(job, PredictJob)
-    run_phase(lambda: predict(job))
+    main(PredictJob, predict)

@@ -1,7 +1,9 @@
-"""What both phases share: reading the job, choosing the device, reporting a candidate failure."""
+"""What every phase shares: reading the job, choosing the device, writing result files, and turning
+a candidate failure into a status file and exit status CANDIDATE_FAILED_EXIT."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -9,14 +11,17 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from contracts.jobfile import read_job
+from contracts.sandbox import CANDIDATE_FAILED_EXIT, JOB_DIR, JOB_FILE, OUT_DIR, STATUS_FILE, RunnerStatus
 from sandbox.candidate import CandidateFailure
-from sandbox.job import CANDIDATE_FAILED_EXIT, OUT_DIR, STATUS_FILE
 
 _ERROR_TAIL = 2000
+J = TypeVar("J")
 
 
 def seed_everything(seed: int) -> None:
@@ -34,9 +39,19 @@ def select_device(name: str, threads: int) -> torch.device:
     return torch.device("cpu")
 
 
+def write_output(name: str, report: Any) -> None:
+    """One result file in the output directory: a contracts.sandbox dataclass as JSON."""
+    Path(OUT_DIR, name).write_text(json.dumps(dataclasses.asdict(report)))
+
+
 def report_failure(kind: str, message: str) -> None:
-    status = {"failure": kind, "error": message[-_ERROR_TAIL:]}
-    Path(OUT_DIR, STATUS_FILE).write_text(json.dumps(status))
+    write_output(STATUS_FILE, RunnerStatus(failure=kind, error=message[-_ERROR_TAIL:]))
+
+
+def main(job_class: type[J], phase: Callable[[J], None]) -> None:
+    """`python -m sandbox.<phase> [JOB.json]`: read the job, run the phase, exit without teardown."""
+    job = read_job(Path(sys.argv[1] if len(sys.argv) > 1 else f"{JOB_DIR}/{JOB_FILE}"), [job_class])
+    run_phase(lambda: phase(job))
 
 
 def run_phase(phase: Callable[[], None]) -> None:

@@ -8,8 +8,6 @@ checks, never scores).
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +16,11 @@ import torch
 import torch._dynamo  # noqa: F401  every optimizer's constructor imports it: pay that before timing learn()
 from safetensors.torch import save_model
 
+from contracts.sandbox import (CANDIDATE_FILE, DATA_DIR, JOB_DIR, OUT_DIR, TRAIN_IMAGES, TRAIN_LABELS,
+                               TRAIN_REPORT_FILE, WEIGHTS_FILE, TrainJob, TrainReport)
 from sandbox.batches import TrainBatches
 from sandbox.candidate import checked_net
-from sandbox.job import CANDIDATE_FILE, DATA_DIR, JOB_DIR, OUT_DIR, TRAIN_IMAGES, TRAIN_LABELS, WEIGHTS_FILE, TrainJob, read_job
-from sandbox.runner import run_phase, seed_everything, select_device
+from sandbox.runner import main, seed_everything, select_device, write_output
 
 
 def train(job: TrainJob) -> None:
@@ -44,10 +43,8 @@ def train(job: TrainJob) -> None:
     learn_seconds = time.perf_counter() - started
 
     save_model(net, str(Path(OUT_DIR, WEIGHTS_FILE)))
-    Path(OUT_DIR, "train.json").write_text(json.dumps({"params": params, "learn_seconds": learn_seconds}))
+    write_output(TRAIN_REPORT_FILE, TrainReport(params=params, learn_seconds=learn_seconds))
 
 
 if __name__ == "__main__":
-    job = read_job(Path(sys.argv[1] if len(sys.argv) > 1 else f"{JOB_DIR}/job.json"))
-    assert isinstance(job, TrainJob)
-    run_phase(lambda: train(job))
+    main(TrainJob, train)

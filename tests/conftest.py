@@ -35,7 +35,7 @@ def lemur_records() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def docker_client():  # type: ignore[no-untyped-def]
-    from orchestrator.images import ImageError, docker_client
+    from orchestrator.containers.client import ImageError, docker_client
 
     try:
         return docker_client()
@@ -45,7 +45,8 @@ def docker_client():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client):  # type: ignore[no-untyped-def]
-    from orchestrator.images import ImageError, resolve
+    from orchestrator.containers.client import ImageError
+    from orchestrator.containers.images import resolve
 
     try:
         return resolve(docker_client, "sandbox")

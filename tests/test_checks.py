@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llm.sampling import Sample
+from contracts.llm import Sample
 from orchestrator.cli import main
-from orchestrator.commands.llm import _check_line
+from orchestrator.generator.tiny import check_line as _check_line
 from orchestrator.config import load_config
-from orchestrator.corpus_check import prompt_check_protocol
-from orchestrator.evaluate import CHECK_PROTOCOL_NAME, Checker, evaluate_many
-from orchestrator.sample_check import assess_samples
+from orchestrator.corpus.checks import prompt_check_protocol
+from orchestrator.evaluation.evaluator import Checker
+from orchestrator.evaluation.protocol import CHECK_PROTOCOL_NAME
+from orchestrator.evaluation.result import Submission
+from orchestrator.evaluation.run import evaluate_many
+from orchestrator.generator.samples import assess_samples
 from tests.hostile import CASES
 from tests.test_sandbox import LEMUR_OK, LEMUR_OVER_BUDGET, _leftover_containers
 
@@ -47,7 +50,7 @@ jobs = 2
 def _checker(client, image, tmp_path: Path, timeout_s: float = 60.0) -> Checker:  # type: ignore[no-untyped-def]
     config = load_config("smoke")
     evaluation = replace(config.evaluation, check_timeout_s=timeout_s, memory="1g", cpus=1.0)
-    return Checker(client, image, evaluation, prompt_check_protocol(evaluation), tmp_path / "checks")
+    return Checker(client, image, prompt_check_protocol(evaluation), tmp_path / "checks")
 
 
 def _invoke(*args: str) -> str:
@@ -63,8 +66,8 @@ def test_hostile_and_ordinary_candidates_get_the_right_check_outcome(docker_clie
     values = {"host_secret_file": str(secret), "secret_value": "s3cret", "sleep_marker": "987654",
               "in_predict": "os.path.exists('/data/predict_images.npy')"}
     cases = [c for c in CASES if c.name in CHECK_EXPECT]
-    sources = [(c.name, c.source(**values)) for c in cases]
-    results = {r.path: r for r in evaluate_many(_checker(docker_client, sandbox_image, tmp_path, timeout_s=15.0),
+    sources = [Submission(i, c.source(**values), c.name) for i, c in enumerate(cases)]
+    results = {r.name: r for r in evaluate_many(_checker(docker_client, sandbox_image, tmp_path, timeout_s=15.0),
                                                 sources, jobs=2)}
     for case in cases:
         r = results[case.name]
@@ -79,7 +82,7 @@ def test_hostile_and_ordinary_candidates_get_the_right_check_outcome(docker_clie
 
 
 def test_syntax_errors_never_reach_a_container(docker_client, sandbox_image, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    (result,) = evaluate_many(_checker(docker_client, sandbox_image, tmp_path), [("bad", b"def (:\n")], jobs=1)
+    (result,) = evaluate_many(_checker(docker_client, sandbox_image, tmp_path), [Submission(0, b"def (:\n", "bad")], jobs=1)
     assert result.failure == "syntax" and result.check_seconds is None
 
 
@@ -119,9 +122,9 @@ def test_corpus_check_stores_each_outcome_resumes_and_exports_the_valid(lemur_wo
 
     from sqlalchemy import select
 
-    from orchestrator.corpus import Program
-    from orchestrator.corpus_check import ProgramCheck
-    from orchestrator.db import open_database
+    from orchestrator.store.schema import Program
+    from orchestrator.store.schema import ProgramCheck
+    from orchestrator.store.database import open_database
 
     db = open_database(workdir)
     with db.transaction() as session:

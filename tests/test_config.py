@@ -61,3 +61,22 @@ def test_tiny_model_lives_in_the_smoke_profile_only(tmp_path: Path) -> None:
     path.write_text("[tiny_model]\nheads = 3\n")
     with pytest.raises(ConfigError, match="tiny_model.heads: value out of range"):
         load_config("smoke", path)
+
+
+def test_container_side_mirrors_of_config_sections_have_the_same_fields() -> None:
+    """`contracts.llm.LoraHyperparameters` and `llm.tiny.TinyModelSpec` mirror config sections (the LLM
+    container cannot import the orchestrator): same names, same types, same order."""
+    import dataclasses
+    import typing
+
+    from contracts.llm import LoraHyperparameters
+    from llm.tiny import TinyModelSpec
+    from orchestrator.config import FinetuneConfig, TinyModelConfig
+
+    def fields(cls: type, leave_out: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+        hints = typing.get_type_hints(cls)
+        return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.name not in leave_out]
+
+    # continue_from_previous is the host's decision (it picks the parent adapter), not the container's.
+    assert fields(LoraHyperparameters) == fields(FinetuneConfig, leave_out=("continue_from_previous",))
+    assert fields(TinyModelSpec) == fields(TinyModelConfig)

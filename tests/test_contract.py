@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.contract import check_contract
+from orchestrator.evaluation.contract import check_contract
 
 GOOD = b'''
 import torch

@@ -11,23 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 
 from orchestrator.commands.corpus import corpus as corpus_cli
 from orchestrator.commands.novelty import novelty as novelty_cli
 from orchestrator.config import load_config
-from orchestrator.corpus import (
-    GENERATED,
-    Program,
-    ProgramSignature,
-    add_generated,
-    chat_examples,
-    corpus_stats,
-    import_lemur,
-    load_index,
-)
-from orchestrator.db import current_revision, head_revision, open_database, upgrade
-from orchestrator.novelty import estimated_jaccard
+from orchestrator.corpus.export import chat_examples, corpus_stats
+from orchestrator.corpus.importing import import_lemur
+from orchestrator.corpus.index import load_index
+from orchestrator.corpus.minhash import estimated_jaccard
+from orchestrator.store.database import open_database
+from orchestrator.store.schema import Program, ProgramSignature
 
 LEMUR_JSONL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lemur" / \
     "lemur-img-classification.jsonl.gz"
@@ -187,13 +181,13 @@ def test_truncated_gzip_and_missing_file_are_reported(tmp_path: Path, lemur: lis
 
 
 def test_import_is_one_transaction(tmp_path: Path, subset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import orchestrator.corpus as corpus_module
+    import orchestrator.corpus.importing as corpus_module
 
     def failing_store(*args, **kwargs):
         raise RuntimeError("disk full")
 
     db = open_database(tmp_path)
-    monkeypatch.setattr(corpus_module, "_store_signature", failing_store)
+    monkeypatch.setattr(corpus_module, "store_signature", failing_store)
     with pytest.raises(RuntimeError):
         with db.transaction() as session:
             import_lemur(session, subset, CONFIG.novelty)
@@ -252,9 +246,11 @@ def test_signatures_for_other_novelty_settings_are_computed_once_and_stored(tmp_
     db.close()
 
 
-# --- generations, stats, export ----------------------------------------------------------------
+# --- selections, stats, export -----------------------------------------------------------------
 
-def test_accepted_generation_joins_corpus_and_index(tmp_path: Path, subset: Path) -> None:
+def test_a_selected_program_joins_the_loaded_index_incrementally(tmp_path: Path, subset: Path) -> None:
+    """The loop adds its selections to the corpus index it loads (orchestrator.loop.training_set);
+    the stored corpus stays the seed programs only."""
     db = open_database(tmp_path)
     with db.transaction() as session:
         import_lemur(session, subset, CONFIG.novelty)
@@ -262,17 +258,12 @@ def test_accepted_generation_joins_corpus_and_index(tmp_path: Path, subset: Path
     with db.transaction() as session:
         index = load_index(session, CONFIG.novelty)
         size = len(index)
-        add_generated(session, index, "c1-0007", code, cycle=1, accuracy=0.47)
+        index.add("cycle-1/sample-7", index.hasher.signature(code).values)
         assert len(index) == size + 1
-        assert index.nearest(index.hasher.signature(code).values).name == "c1-0007"
-        with pytest.raises(ValueError):
-            add_generated(session, index, "c1-0008", code, cycle=1, accuracy=0.5)
-    with db.transaction() as session:
+        assert index.nearest(index.hasher.signature(code).values).name == "cycle-1/sample-7"
         stats = corpus_stats(session)
-        reloaded = load_index(session, CONFIG.novelty)
-    assert stats["generated_by_cycle"] == {"1": 1}
-    assert stats["by_source"][GENERATED] == {"corpus": 1, "near_duplicates": 0}
-    assert reloaded.names[-1] == "c1-0007"
+        assert len(load_index(session, CONFIG.novelty)) == size == stats["corpus_programs"]
+    assert set(stats["by_source"]) == {"lemur"}
     db.close()
 
 
@@ -292,24 +283,6 @@ def test_chat_examples_follow_the_papers_scheme(tmp_path: Path, subset: Path) ->
     assert cifar[2] == mnist[2]
     assert cifar[2]["content"] == f"```python\n{first_code.strip()}\n```"
     db.close()
-
-
-# --- database ----------------------------------------------------------------------------------
-
-def test_migrations_upgrade_and_downgrade(tmp_path: Path) -> None:
-    db = open_database(tmp_path, migrate=False)
-    assert current_revision(db.engine) is None
-    upgrade(db.engine)
-    assert current_revision(db.engine) == head_revision()
-    assert {"programs", "program_signatures"} <= set(inspect(db.engine).get_table_names())
-    upgrade(db.engine)  # idempotent
-    from alembic import command
-
-    from orchestrator.db import alembic_config
-    command.downgrade(alembic_config(db.engine), "base")
-    assert "programs" not in inspect(db.engine).get_table_names()
-    db.close()
-    assert (tmp_path / "nasloop.db").is_file()
 
 
 # --- command line ------------------------------------------------------------------------------

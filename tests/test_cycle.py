@@ -17,11 +17,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from orchestrator.cli import main
-from orchestrator.containers import MANAGED_LABEL
-from orchestrator.corpus import Program
-from orchestrator.cycle import EXPORT_FIELDS, workspace_lock
-from orchestrator.db import current_revision, head_revision, open_database, upgrade, create_db_engine
-from orchestrator.experiments import Adapter, Candidate, Cycle, Experiment
+from orchestrator.containers.labels import MANAGED_LABEL
+from orchestrator.store.schema import Program
+from orchestrator.loop.lock import workspace_lock
+from orchestrator.store.readers import EXPORT_FIELDS
+from orchestrator.store.database import open_database
+from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 pytest.importorskip("transformers")
@@ -74,7 +75,8 @@ def _invoke(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
-    from orchestrator.images import ImageError, resolve
+    from orchestrator.containers.client import ImageError
+    from orchestrator.containers.images import resolve
 
     for name in ("sandbox", "llm"):
         try:
@@ -211,19 +213,3 @@ def test_second_cycle_process_on_a_workspace_refuses(workspace) -> None:  # type
         result = subprocess.run(_cycle_command(workdir, config, "--experiment", "other"),
                                 capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "another nasloop cycle is running" in result.stderr
-
-
-def test_database_from_the_previous_schema_upgrades_in_place(tmp_path: Path) -> None:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'nasloop.db'}")
-    upgrade(engine, "0001_corpus")
-    with engine.begin() as connection:
-        connection.exec_driver_sql(
-            "INSERT INTO programs (id, name, source, origin, code, code_sha256, added_at) "
-            "VALUES (1, 'kept', 'lemur', 'x', 'import torch', 'abc', '2025-01-01 00:00:00')")
-    engine.dispose()
-    db = open_database(tmp_path)
-    assert current_revision(db.engine) == head_revision() == "0003_program_checks"
-    with db.engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT name FROM programs").fetchall() == [("kept",)]
-        assert connection.exec_driver_sql("SELECT count(*) FROM experiments").scalar() == 0
-    db.close()

@@ -81,7 +81,7 @@ def test_fetch_verifies_md5_and_leaves_nothing_on_mismatch(tmp_path: Path) -> No
     with pytest.raises(d.DataError, match="MD5"):
         d.fetch_cifar10(tmp_path / "dl", url=url, md5="0" * 32)
     assert list((tmp_path / "dl").iterdir()) == []
-    fetched = d.fetch_cifar10(tmp_path / "dl", url=url, md5=d._md5(archive))
+    fetched = d.fetch_cifar10(tmp_path / "dl", url=url, md5=d.sources._md5(archive))
     assert fetched.read_bytes() == archive.read_bytes()
 
 

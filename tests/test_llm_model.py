@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,9 +24,9 @@ pytest.importorskip("peft")
 from click.testing import CliRunner  # noqa: E402
 
 from llm import extract_code  # noqa: E402
-from llm.jobs import ADAPTER_METADATA_FILE, Decoding, read_samples  # noqa: E402
+from contracts.llm import ADAPTER_METADATA_FILE, Decoding, read_samples  # noqa: E402
 from llm.prompt import chat_example, corpus_tasks, generation_task, prompt_messages  # noqa: E402
-from orchestrator import llm_runner  # noqa: E402
+from orchestrator.generator import jobs as llm_jobs, runner as llm_runner  # noqa: E402
 from orchestrator.commands.llm import llm as llm_group  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
 
@@ -123,7 +124,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny(workspace: dict[str, Path]) -> Path:
     """The micro model, built through the CLI into the smoke profile's place (WORKDIR/models/tiny)."""
-    out = llm_runner.tiny_model_dir(workspace["root"])
+    out = llm_jobs.tiny_model_dir(workspace["root"])
     result = CliRunner().invoke(llm_group, [
         "tiny-model", str(out), "--corpus", str(workspace["programs"]), "--samples", "2", "--no-sandbox",
         "--workdir", str(workspace["root"]), "--profile", "smoke", "--config", str(workspace["profile"])])
@@ -192,15 +193,15 @@ def test_generate_entry_point_writes_samples_and_resumes(tiny: Path, config, wor
     from llm.generate import main
 
     out = workspace["root"] / "gen"
-    job = llm_runner.generate_job(config, workspace["root"], out, device="cpu")
+    job = llm_jobs.generate_job(config, workspace["root"], out, device="cpu")
     assert job.model == str(tiny) and job.num_samples == 4 and job.decoding.temperature == 0.8
     job_path = workspace["root"] / "jobs" / "gen.json"
-    from llm.jobs import write_job
+    from contracts.jobfile import write_job
 
     write_job(job, job_path)
     assert main([str(job_path)]) == 0
     samples = read_samples(out)
-    assert [s["index"] for s in samples] == [0, 1, 2, 3]
+    assert [s.index for s in samples] == [0, 1, 2, 3]
     summary = json.loads((out / "generation.json").read_text())
     assert summary["prompt_sha256"] == job.prompt_sha256 and summary["drawn"] == 4
     assert summary["revision"].startswith("local-") and summary["libraries"]["transformers"]
@@ -210,8 +211,8 @@ def test_generate_entry_point_writes_samples_and_resumes(tiny: Path, config, wor
     (out / "samples.jsonl").write_text(lines[0] + "\n" + lines[1] + "\n" + lines[2][: len(lines[2]) // 2])
     assert main([str(job_path)]) == 0
 
-    def untimed(rows: list[dict]) -> list[dict]:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+    def untimed(rows: list) -> list[dict]:
+        return [{k: v for k, v in row.as_dict().items() if k != "seconds"} for row in rows]
 
     assert untimed(read_samples(out)) == untimed(samples)
     assert json.loads((out / "generation.json").read_text())["resumed_from"] == 2
@@ -222,7 +223,7 @@ def test_finetune_via_accelerate_lowers_loss_and_writes_a_loadable_adapter(tiny:
     from llm.sampling import SampleRequest, TransformersBackend
 
     adapter = workspace["root"] / "adapters" / "cycle-1"
-    job = llm_runner.finetune_job(config, workspace["root"], workspace["chat"], adapter, max_steps=8,
+    job = llm_jobs.finetune_job(config, workspace["root"], workspace["chat"], adapter, max_steps=8,
                                   measure_loss=True, device="cpu")
     llm_runner.run_local(job, workspace["root"] / "jobs" / "ft.json", timeout=600)
     meta = json.loads((adapter / ADAPTER_METADATA_FILE).read_text())
@@ -248,12 +249,12 @@ def test_finetune_via_accelerate_lowers_loss_and_writes_a_loadable_adapter(tiny:
     from llm.finetune import run
 
     child = workspace["root"] / "adapters" / "cycle-2"
-    child_job = llm_runner.finetune_job(config, workspace["root"], workspace["chat"], child,
+    child_job = llm_jobs.finetune_job(config, workspace["root"], workspace["chat"], child,
                                         previous_adapter=adapter, max_steps=2, measure_loss=True, device="cpu")
     child_meta = run(child_job)
-    assert child_meta["parent_adapter"]["path"] == str(adapter.resolve())
-    assert child_meta["parent_adapter"]["adapter_sha256"] == meta["adapter_sha256"]
-    assert child_meta["mean_loss_before"] == pytest.approx(meta["mean_loss_after"], rel=1e-4)
+    assert child_meta.parent_adapter["path"] == str(adapter.resolve())
+    assert child_meta.parent_adapter["adapter_sha256"] == meta["adapter_sha256"]
+    assert child_meta.mean_loss_before == pytest.approx(meta["mean_loss_after"], rel=1e-4)
 
 
 def test_finetune_refuses_over_length_examples_and_leaves_no_adapter(tiny: Path, workspace) -> None:
@@ -263,7 +264,7 @@ def test_finetune_refuses_over_length_examples_and_leaves_no_adapter(tiny: Path,
                          overrides={"finetune": {"max_seq_length": 64, "over_length": "error"}})
     out = workspace["root"] / "adapters" / "too-long"
     with pytest.raises(FinetuneError, match="8 example\\(s\\) exceed max_seq_length=64"):
-        run(llm_runner.finetune_job(strict, workspace["root"], workspace["chat"], out, device="cpu"))
+        run(llm_jobs.finetune_job(strict, workspace["root"], workspace["chat"], out, device="cpu"))
     assert not out.exists() and not out.with_name("too-long.partial").exists()
 
 
@@ -284,20 +285,20 @@ def test_finetune_rejects_unknown_targets_an_existing_output_and_a_mismatched_pa
     existing.mkdir(parents=True)
     config = load_config("smoke", workspace["profile"])
     with pytest.raises(FinetuneError, match="already exists"):
-        run(llm_runner.finetune_job(config, workspace["root"], workspace["chat"], existing, device="cpu"))
+        run(llm_jobs.finetune_job(config, workspace["root"], workspace["chat"], existing, device="cpu"))
 
     parent = workspace["root"] / "adapters" / "r8"
     parent.mkdir()
     (parent / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 32, "lora_dropout": 0.05,
                                                             "target_modules": ["q_proj"]}))
     with pytest.raises(FinetuneError, match="LoRA settings"):
-        _check_parent(parent, llm_runner.finetune_job(config, workspace["root"], workspace["chat"],
+        _check_parent(parent, llm_jobs.finetune_job(config, workspace["root"], workspace["chat"],
                                                       workspace["root"] / "x").hyperparameters)
 
 
 def test_missing_tiny_model_and_offline_hub_model_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(llm_runner.LLMRunError, match="nasloop llm tiny-model"):
-        llm_runner.resolve_model("tiny", tmp_path)
+    with pytest.raises(llm_jobs.LLMRunError, match="nasloop llm tiny-model"):
+        llm_jobs.resolve_model("tiny", tmp_path)
     code = ("from llm.models import load_tokenizer, ModelNotFound\n"
             "try:\n    load_tokenizer('nasloop-test/no-such-model')\n"
             "except ModelNotFound as e:\n    print('NOTFOUND', e)\n")
@@ -310,7 +311,8 @@ def test_missing_tiny_model_and_offline_hub_model_are_clear_errors(tmp_path: Pat
 
 
 def _llm_image(docker_client):
-    from orchestrator.images import ImageError, resolve
+    from orchestrator.containers.client import ImageError
+    from orchestrator.containers.images import resolve
 
     try:
         return resolve(docker_client, "llm")
@@ -325,14 +327,14 @@ def test_generate_and_finetune_in_the_llm_container(tiny: Path, config, workspac
     image = _llm_image(docker_client)
     root = workspace["root"]
     out = root / "container-gen"
-    job = llm_runner.generate_job(config, root, out, num_samples=2, device="cpu")
+    job = llm_jobs.generate_job(config, root, out, num_samples=2, device="cpu")
     llm_runner.run_in_container(job, root, image.tag, client=docker_client, timeout=600)
     samples = read_samples(out)
-    assert [s["index"] for s in samples] == [0, 1]
-    assert all(isinstance(extract_code(s["text"]), (str, type(None))) for s in samples)
+    assert [s.index for s in samples] == [0, 1]
+    assert all(isinstance(extract_code(s.text), (str, type(None))) for s in samples)
 
     adapter = root / "adapters" / "container-cycle-1"
-    ft = llm_runner.finetune_job(config, root, workspace["chat"], adapter, max_steps=4, measure_loss=True,
+    ft = llm_jobs.finetune_job(config, root, workspace["chat"], adapter, max_steps=4, measure_loss=True,
                                  device="cpu")
     logs = llm_runner.run_in_container(ft, root, image.tag, client=docker_client, timeout=600)
     meta = json.loads((adapter / ADAPTER_METADATA_FILE).read_text())
@@ -348,4 +350,38 @@ def test_cli_generate_local(tiny: Path, workspace) -> None:
         "--config", str(workspace["profile"]), "--workdir", str(workspace["root"])])
     assert result.exit_code == 0, result.output
     assert f"2 samples in {out}" in result.output
-    assert [s["index"] for s in read_samples(out)] == [0, 1]
+    assert [s.index for s in read_samples(out)] == [0, 1]
+
+
+@pytest.mark.docker
+def test_an_llm_container_left_by_a_killed_orchestrator_is_swept(tiny: Path, config, workspace,
+                                                                 docker_client) -> None:
+    """SIGKILL the process that runs an LLM job: its container outlives it, carrying the managed
+    labels; the next orchestrator start (every command sweeps first) removes it."""
+    from orchestrator.containers.labels import MANAGED_LABEL, ROLE_LABEL, sweep_orphans
+
+    image = _llm_image(docker_client)
+    root = workspace["root"]
+    ft = llm_jobs.finetune_job(config, root, workspace["chat"], root / "adapters" / "killed", max_steps=10_000,
+                               device="cpu")
+    code = ("import sys, docker\n"
+            "from contracts.jobfile import read_job\n"
+            "from contracts.llm import JOB_KINDS\n"
+            "from orchestrator.generator.runner import run_in_container\n"
+            f"job = read_job({str(root / 'killed-job.json')!r}, JOB_KINDS)\n"
+            f"run_in_container(job, {str(root)!r}, {image.tag!r}, client=docker.from_env())\n")
+    from contracts.jobfile import write_job
+
+    write_job(ft, root / "killed-job.json")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT)
+    filters = {"label": [f"{MANAGED_LABEL}=1", f"{ROLE_LABEL}=llm"]}
+    deadline = time.monotonic() + 120
+    while not docker_client.containers.list(filters=filters) and time.monotonic() < deadline:
+        assert process.poll() is None, "the orchestrator process ended before its LLM container ran"
+        time.sleep(0.5)
+    assert docker_client.containers.list(filters=filters), "no LLM container appeared"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert docker_client.containers.list(all=True, filters=filters)  # left behind, still running
+    assert sweep_orphans(docker_client) >= 1
+    assert docker_client.containers.list(all=True, filters=filters) == []

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from llm import extract_code
-from llm.jobs import Decoding, LoraHyperparameters, read_job, read_samples, write_job
+from contracts.jobfile import read_job, write_job
+from contracts.llm import JOB_KINDS, Decoding, LoraHyperparameters, read_samples
 from llm.prompt import chat_example, corpus_tasks, generation_task, load_template, prompt_messages
 from llm.sampling import SampleRequest, batch_seed, batches
 from llm.tiny import CHAT_TEMPLATE, TinyModelSpec
-from orchestrator import llm_runner
+from orchestrator.generator import jobs as llm_jobs, runner as llm_runner
 from orchestrator.config import FinetuneConfig, TinyModelConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def test_chat_example_answers_in_one_python_fence_that_extracts_back() -> None:
 
 
 def test_llm_package_imports_stay_light() -> None:
-    code = ("import sys, llm, llm.prompt, llm.jobs, llm.sampling, llm.tiny, orchestrator.llm_runner\n"
+    code = ("import sys, llm, llm.prompt, contracts.llm, llm.sampling, llm.tiny, orchestrator.generator.runner\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules]\n"
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
@@ -102,12 +103,12 @@ def test_container_side_settings_mirror_the_profile_sections() -> None:
 
 def test_paper_profile_becomes_the_papers_jobs(tmp_path: Path) -> None:
     config = load_config("paper")
-    gen = llm_runner.generate_job(config, tmp_path, tmp_path / "out")
+    gen = llm_jobs.generate_job(config, tmp_path, tmp_path / "out")
     assert gen.model == "deepseek-ai/deepseek-coder-7b-instruct-v1.5"
     assert dataclasses.astuple(gen.decoding) == (0.2, 50, 0.9, True, 2048, 0)
     assert gen.num_samples == config.generation.candidates_per_cycle and gen.prompt_sha256 == PROMPT_V1_SHA256
     assert gen.messages == prompt_messages(generation_task(500_000)) and gen.max_lora_rank >= 32
-    ft = llm_runner.finetune_job(config, tmp_path, tmp_path / "corpus.jsonl", tmp_path / "adapter")
+    ft = llm_jobs.finetune_job(config, tmp_path, tmp_path / "corpus.jsonl", tmp_path / "adapter")
     hp = ft.hyperparameters
     assert (hp.lora_r, hp.lora_alpha, hp.lora_dropout, hp.epochs, hp.lr) == (32, 32, 0.05, 5, 1e-5)
     assert (hp.per_device_batch_size, hp.grad_accum_steps, hp.warmup_steps) == (1, 4, 20)
@@ -117,44 +118,48 @@ def test_paper_profile_becomes_the_papers_jobs(tmp_path: Path) -> None:
 
 def test_finetune_continues_from_the_previous_adapter_unless_the_profile_restarts(tmp_path: Path) -> None:
     previous = tmp_path / "adapters" / "cycle-1"
-    job = llm_runner.finetune_job(load_config("paper"), tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
+    job = llm_jobs.finetune_job(load_config("paper"), tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
                                   previous_adapter=previous)
     assert job.parent_adapter == str(previous.resolve())
     restart = load_config("paper", overrides={"finetune": {"continue_from_previous": False}})
-    job = llm_runner.finetune_job(restart, tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
+    job = llm_jobs.finetune_job(restart, tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
                                   previous_adapter=previous)
     assert job.parent_adapter is None
 
 
 def test_smoke_profile_needs_the_tiny_model_built(tmp_path: Path) -> None:
     config = load_config("smoke")
-    with pytest.raises(llm_runner.LLMRunError, match="tiny-model"):
-        llm_runner.generate_job(config, tmp_path, tmp_path / "out")
-    tiny = llm_runner.tiny_model_dir(tmp_path)
+    with pytest.raises(llm_jobs.LLMRunError, match="tiny-model"):
+        llm_jobs.generate_job(config, tmp_path, tmp_path / "out")
+    tiny = llm_jobs.tiny_model_dir(tmp_path)
     tiny.mkdir(parents=True)
     (tiny / "config.json").write_text("{}")
-    assert llm_runner.generate_job(config, tmp_path, tmp_path / "out").model == str(tiny)
+    assert llm_jobs.generate_job(config, tmp_path, tmp_path / "out").model == str(tiny)
 
 
 def test_jobs_round_trip_and_reject_garbage(tmp_path: Path) -> None:
-    gen = llm_runner.generate_job(load_config("paper"), tmp_path, tmp_path / "out", adapter=tmp_path / "a")
-    assert read_job(write_job(gen, tmp_path / "g.json")) == gen
-    ft = llm_runner.finetune_job(load_config("paper"), tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
+    gen = llm_jobs.generate_job(load_config("paper"), tmp_path, tmp_path / "out", adapter=tmp_path / "a")
+    assert read_job(write_job(gen, tmp_path / "g.json"), JOB_KINDS) == gen
+    ft = llm_jobs.finetune_job(load_config("paper"), tmp_path, tmp_path / "c.jsonl", tmp_path / "b",
                                  previous_adapter=tmp_path / "a", max_steps=3)
-    assert read_job(write_job(ft, tmp_path / "f.json")) == ft
-    (tmp_path / "bad.json").write_text(json.dumps({"kind": "generate", "model": "x"}))
-    with pytest.raises(ValueError, match="malformed generate job"):
-        read_job(tmp_path / "bad.json")
+    assert read_job(write_job(ft, tmp_path / "f.json"), JOB_KINDS) == ft
+    (tmp_path / "bad.json").write_text(json.dumps({"kind": "GenerateJob", "model": "x"}))
+    with pytest.raises(ValueError, match="malformed GenerateJob"):
+        read_job(tmp_path / "bad.json", JOB_KINDS)
+    (tmp_path / "extra.json").write_text(json.dumps({**json.loads((tmp_path / "g.json").read_text()), "x": 1}))
+    with pytest.raises(ValueError, match="unknown field"):
+        read_job(tmp_path / "extra.json", JOB_KINDS)
     (tmp_path / "what.json").write_text(json.dumps({"kind": "train"}))
     with pytest.raises(ValueError, match="unknown job kind"):
-        read_job(tmp_path / "what.json")
+        read_job(tmp_path / "what.json", JOB_KINDS)
     with pytest.raises(ValueError, match="backend"):
         dataclasses.replace(gen, backend="openai")
 
 
 def test_read_samples_stops_at_a_torn_line(tmp_path: Path) -> None:
-    (tmp_path / "samples.jsonl").write_text('{"index": 1, "text": "b"}\n{"index": 0, "text": "a"}\n{"ind')
-    assert [s["text"] for s in read_samples(tmp_path)] == ["a", "b"]
+    rest = '"prompt_tokens": 3, "completion_tokens": 1, "finish_reason": "stop", "seconds": 0.1, "batch_size": 2, "seed": 5'
+    (tmp_path / "samples.jsonl").write_text(f'{{"index": 1, "text": "b", {rest}}}\n{{"index": 0, "text": "a", {rest}}}\n{{"ind')
+    assert [s.text for s in read_samples(tmp_path)] == ["a", "b"]
     assert read_samples(tmp_path / "missing") == []
 
 
@@ -173,7 +178,7 @@ def test_container_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     (workdir / "models" / "tiny").mkdir(parents=True)
     (workdir / "models" / "tiny" / "config.json").write_text("{}")
     config = load_config("smoke")
-    job = llm_runner.generate_job(config, workdir, workdir / "gen" / "c1", adapter=workdir / "adapters" / "c0")
+    job = llm_jobs.generate_job(config, workdir, workdir / "gen" / "c1", adapter=workdir / "adapters" / "c0")
     mounts = llm_runner.container_mounts(job, workdir)
     inner = llm_runner.in_container_job(job, mounts)
     assert (inner.model, inner.output_dir, inner.adapter) == (
@@ -184,7 +189,7 @@ def test_container_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     mounts = llm_runner.container_mounts(outside, workdir)
     assert llm_runner.in_container_job(outside, mounts).model == "/model"
     assert mounts.volumes()[str(model.resolve())] == {"bind": "/model", "mode": "ro"}
-    with pytest.raises(llm_runner.LLMRunError, match="outside the workspace"):
+    with pytest.raises(llm_jobs.LLMRunError, match="outside the workspace"):
         llm_runner.in_container_job(dataclasses.replace(job, adapter=str(tmp_path / "elsewhere")), mounts)
 
     hub = dataclasses.replace(job, model="deepseek-ai/deepseek-coder-7b-instruct-v1.5")

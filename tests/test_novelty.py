@@ -17,10 +17,8 @@ import pytest
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from orchestrator.config import load_config
-from orchestrator.novelty import (
-    CycleNovelty,
+from orchestrator.corpus.minhash import (
     MinHasher,
-    NoveltyIndex,
     _c_lexer_tokens,
     _tokenize_module_tokens,
     estimated_jaccard,
@@ -28,6 +26,7 @@ from orchestrator.novelty import (
     shingles,
     tokenize_code,
 )
+from orchestrator.corpus.novelty import CycleNovelty, NoveltyIndex
 
 LEMUR_JSONL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lemur" / \
     "lemur-img-classification.jsonl.gz"

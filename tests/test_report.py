@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 from orchestrator.commands import report as report_command
 from orchestrator.commands.report import report
-from orchestrator.records import RecordError, group_experiments, load_jsonl, load_records
+from orchestrator.report.records import RecordError, group_experiments, load_jsonl, load_records
 from orchestrator.report import ReportResult, ReportSettings, figures, write_report
 from orchestrator.report.document import stats_document
-from orchestrator.stats import summarize_experiment
+from orchestrator.report.stats import summarize_experiment
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 LOG = FIXTURES / "experiments.jsonl"

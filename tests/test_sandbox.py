@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.containers import MANAGED_LABEL
+from orchestrator.containers.labels import MANAGED_LABEL
 from orchestrator.data import FASHION_MNIST_DEBIAN, ensure_prepared
-from orchestrator.evaluate import FAILURE_KINDS, EvaluationResult, Evaluator, evaluate_many, scoring_set
+from orchestrator.evaluation.evaluator import Evaluator
+from orchestrator.evaluation.result import FAILURE_KINDS, EvaluationResult, Submission
+from orchestrator.evaluation.run import evaluate_many
+from orchestrator.evaluation.scoring import scoring_set
 from tests.hostile import CASES
 
 pytestmark = pytest.mark.docker
@@ -34,7 +37,7 @@ def _evaluate(client, image, workdir: Path, dataset: str, sources: list[tuple[st
     prepared = ensure_prepared(dataset, workdir, workdir / "data", config.data.holdout_fraction, config.data.seed)
     with scoring_set(prepared, workdir / "scratch") as scoring:
         evaluator = Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring)
-        return evaluate_many(evaluator, sources, jobs)
+        return evaluate_many(evaluator, [Submission(i, source, name) for i, (name, source) in enumerate(sources)], jobs)
 
 
 def _leftover_containers(client) -> list[str]:  # type: ignore[no-untyped-def]
@@ -59,7 +62,7 @@ def hostile_results(docker_client, sandbox_image, tmp_path_factory):  # type: ig
         results += _evaluate(docker_client, sandbox_image, workdir, "synthetic", finishing, timeout_s=120.0)
     finally:
         del os.environ["NASLOOP_TEST_SECRET"]
-    return {r.path: r for r in results}, secret_file, secret_value, sleep_marker
+    return {r.name: r for r in results}, secret_file, secret_value, sleep_marker
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -96,7 +99,7 @@ def test_host_is_intact_after_the_hostile_suite(hostile_results, docker_client) 
 def test_real_lemur_models(docker_client, sandbox_image, lemur_records, tmp_path) -> None:  # type: ignore[no-untyped-def]
     by_name = {r["name"]: r for r in lemur_records}
     sources = [(name, by_name[name]["code"].encode()) for name in LEMUR_OK + LEMUR_OVER_BUDGET]
-    results = {r.path: r for r in _evaluate(docker_client, sandbox_image, tmp_path, "synthetic", sources,
+    results = {r.name: r for r in _evaluate(docker_client, sandbox_image, tmp_path, "synthetic", sources,
                                             timeout_s=240.0)}
     for name in LEMUR_OK:
         r = results[name]

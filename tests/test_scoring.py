@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.scoring import OutputInvalid, ScoringSet, accuracies, read_json, read_logits, weights_elements
+from orchestrator.evaluation.outputs import OutputInvalid, read_json, read_logits, weights_elements
+from orchestrator.evaluation.scoring import ScoringSet, accuracies
 
 
 def test_accuracy_is_computed_in_the_original_order(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.corpus import make_hasher
-from orchestrator.novelty import NoveltyIndex
-from orchestrator.selection import Ablations, Evaluated, select
+from orchestrator.corpus.index import make_hasher
+from orchestrator.corpus.novelty import NoveltyIndex
+from orchestrator.config import Ablations
+from orchestrator.loop.selection import Evaluated, select_candidates as select
 from tests.hostile import Case
 
 CONFIG = load_config("paper")

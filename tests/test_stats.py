@@ -9,8 +9,8 @@ import random
 import pytest
 from scipy import stats as scipy_stats
 
-from orchestrator.records import CandidateRecord, RecordError
-from orchestrator.stats import (
+from orchestrator.report.records import CandidateRecord, RecordError
+from orchestrator.report.stats import (
     CORPUS_FROM_LOG,
     CORPUS_INITIAL_PLUS_SELECTED,
     CORPUS_SELECTED_ONLY,

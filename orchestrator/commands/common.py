@@ -1,14 +1,15 @@
-"""Options shared by every `nasloop` command."""
+"""Options and helpers shared by every `nasloop` command: the workspace, the profile, the database."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.config import ConfigError, ExperimentConfig, load_config
-from orchestrator.db import DB_URL_ENV
+from orchestrator.store.database import DB_URL_ENV, Database, open_database
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -42,23 +43,18 @@ def db_url_option(func: F) -> F:
                         help="SQLAlchemy database URL [default: sqlite file <workdir>/nasloop.db].")(func)
 
 
-def load_profile(profile: str, config_file: Path | None) -> ExperimentConfig:
+def load_profile(profile: str, config_file: Path | None,
+                 overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """The resolved configuration, or a usage error naming the bad key."""
     try:
-        return load_config(profile, config_file)
+        return load_config(profile, config_file, overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def sandbox(nothing_done: str):  # type: ignore[no-untyped-def]
-    """The Docker client and the sandbox image for these sources, orphans swept; a ClickException
-    saying `nothing_done` (e.g. "nothing was evaluated") when Docker or the image is missing."""
-    from orchestrator import images as img
-    from orchestrator.containers import sweep_orphans
-
+def connect(workdir: Path, db_url: str | None) -> Database:
+    """The experiment database (migrated), or a clear error."""
     try:
-        client = img.docker_client()
-        image = img.resolve(client, "sandbox")
-        sweep_orphans(client)
-    except img.ImageError as exc:
-        raise click.ClickException(f"{exc}\n{nothing_done} (program code never runs outside Docker)") from None
-    return client, image
+        return open_database(workdir, db_url)
+    except (SQLAlchemyError, OSError) as exc:
+        raise click.ClickException(f"cannot open the database: {exc}") from None

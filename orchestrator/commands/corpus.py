@@ -10,27 +10,21 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.commands.common import (config_option, db_url_option, load_profile, profile_option, sandbox,
+from orchestrator.commands.common import (config_option, connect, db_url_option, load_profile, profile_option,
                                          workdir_option)
-from orchestrator.containers import InfraError
-from orchestrator.corpus import corpus_stats, export_chat_jsonl, import_lemur
-from orchestrator.corpus_check import (ChecksMissing, check_corpus, check_counts, checked_protocols,
-                                       prompt_check_protocol, unchecked_programs, valid_program_ids)
-from orchestrator.db import Database, open_database
-from orchestrator.evaluate import Checker, EvaluationResult
-
-def connect(workdir: Path, db_url: str | None) -> Database:
-    try:
-        return open_database(workdir, db_url)
-    except (SQLAlchemyError, OSError) as exc:
-        raise click.ClickException(f"cannot open the database: {exc}") from None
+from orchestrator.containers.client import ImageError, InfraError
+from orchestrator.corpus.checks import (ChecksMissing, check_corpus, check_counts, checked_protocols,
+                                        prompt_check_protocol, unchecked_programs, valid_program_ids)
+from orchestrator.corpus.export import corpus_stats, export_chat_jsonl
+from orchestrator.corpus.importing import import_lemur
+from orchestrator.evaluation.result import EvaluationResult
+from orchestrator.evaluation.run import make_checker, sandbox_docker
 
 
 @click.group()
 def corpus() -> None:
-    """The supervised corpus: LEMUR programs plus accepted generations."""
+    """The supervised seed corpus: LEMUR programs, de-duplicated, and their validity checks."""
 
 
 @corpus.command("import")
@@ -96,8 +90,6 @@ def stats_command(as_json: bool, workdir: Path, db_url: str | None) -> None:
     click.echo(f"chat examples        {stats['chat_examples']}")
     for source, counts in sorted(stats["by_source"].items()):
         click.echo(f"source {source:<13} {counts['corpus']} corpus, {counts['near_duplicates']} near-duplicates")
-    for cycle, count in stats["generated_by_cycle"].items():
-        click.echo(f"cycle {cycle:<14} {count} accepted")
     for protocol, counts in stats["checks"].items():
         _echo_counts(protocol, counts)
 
@@ -120,23 +112,26 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
     """
     config = load_profile(profile, config_file)
     protocol = prompt_check_protocol(config.evaluation)
-    client, image = sandbox("nothing was checked")
+    try:
+        docker = sandbox_docker()
+    except ImageError as exc:
+        raise click.ClickException(f"{exc}\nnothing was checked (program code never runs outside Docker)") from None
+    checker = make_checker(docker, config, protocol, workdir)
     db = connect(workdir, db_url)
     console = Console(stderr=True)
     try:
         with db.transaction() as session:
             pending = len(unchecked_programs(session, protocol.id))
         total = min(pending, limit) if limit else pending
-        console.print(f"checking {total} corpus program(s) under {protocol.id} with {image.tag} "
+        console.print(f"checking {total} corpus program(s) under {protocol.id} with {checker.image.tag} "
                       f"({jobs or config.evaluation.jobs} at a time)")
         outcomes: Counter[str] = Counter()
         started = time.monotonic()
-        checker = Checker(client, image, config.evaluation, protocol, workdir / "scratch" / "checks")
         with Progress(TextColumn("check"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[valid]} valid"),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task("check", total=total, valid=0)
 
-            def advance(_name: str, result: EvaluationResult) -> None:
+            def advance(result: EvaluationResult) -> None:
                 outcomes["ok" if result.valid else str(result.failure)] += 1
                 progress.update(task, advance=1, valid=outcomes["ok"])
 

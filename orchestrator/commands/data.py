@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands.common import profile_option, workdir_option
-from orchestrator.config import ConfigError, load_config
+from orchestrator.commands.common import load_profile, profile_option, workdir_option
 from orchestrator.data import CIFAR10_MD5, CIFAR10_URL, DATASETS, DataError, default_source, fetch_cifar10, load_raw, open_prepared, prepare
 
 
@@ -38,7 +37,7 @@ def fetch(dataset: str, url: str, md5: str, then_prepare: bool, profile: str, da
         click.echo(f"{archive} (md5 {md5} verified)")
         if then_prepare:
             _prepare(dataset, archive, profile, data_dir or workdir / "data")
-    except (DataError, ConfigError) as exc:
+    except DataError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -54,12 +53,12 @@ def prepare_command(dataset: str, source: Path | None, profile: str, data_dir: P
     """Prepare DATASET into the data directory (uint8 arrays, seeded private hold-out)."""
     try:
         _prepare(dataset, source or default_source(dataset, workdir), profile, data_dir or workdir / "data")
-    except (DataError, ConfigError) as exc:
+    except DataError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def _prepare(dataset: str, source: Path | None, profile: str, data_dir: Path) -> None:
-    config = load_config(profile).data
+    config = load_profile(profile, None).data
     prepared = prepare(load_raw(dataset, source, config.seed), dataset, data_dir / dataset,
                        config.holdout_fraction, config.seed)
     m = prepared.meta

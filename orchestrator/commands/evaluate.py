@@ -11,13 +11,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.commands.common import config_option, profile_option, sandbox, workdir_option
+from orchestrator.commands.common import config_option, load_profile, profile_option, workdir_option
 from orchestrator.commands.data import data_dir_option
-from orchestrator.config import ConfigError, load_config
-from orchestrator.containers import InfraError
-from orchestrator.data import DATASETS, DataError, ensure_prepared
-from orchestrator.evaluate import (CHECK_PROTOCOL_NAME, Checker, EvaluationResult, Evaluator, evaluate_many,
-                                  make_check_protocol, scoring_set)
+from orchestrator.containers.client import ImageError, InfraError
+from orchestrator.data import DATASETS, DataError
+from orchestrator.evaluation.evaluator import Checker, Evaluator
+from orchestrator.evaluation.protocol import CHECK_PROTOCOL_NAME
+from orchestrator.evaluation.result import EvaluationResult
+from orchestrator.evaluation.run import check_files, evaluate_files
 
 
 @click.command()
@@ -49,47 +50,42 @@ def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None
         overrides["evaluation"]["jobs"] = jobs
     if dataset is not None:
         overrides["data"]["dataset"] = dataset
-    try:
-        config = load_config(profile, config_file, overrides)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    client, image = sandbox("nothing was evaluated")
-    try:
-        prepared = ensure_prepared(config.data.dataset, workdir, data_dir or workdir / "data",
-                                   config.data.holdout_fraction, config.data.seed)
-    except DataError as exc:
-        raise click.ClickException(str(exc)) from None
-
-    sources = [(str(path), path.read_bytes()) for path in files]
+    config = load_profile(profile, config_file, overrides)
     console = Console(stderr=True)
-    printer = _print_json if as_json else None
-    if check_only:
-        meta = prepared.meta
-        protocol = make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes)
-        checker = Checker(client, image, config.evaluation, protocol, workdir / "scratch" / "checks")
-        console.print(f"checking {len(sources)} file(s) at {'x'.join(map(str, meta.in_shape[1:]))} with "
-                      f"{image.tag} ({protocol.id}, {config.evaluation.jobs} at a time)")
-        try:
-            results = evaluate_many(checker, sources, config.evaluation.jobs, on_result=printer)
-        except InfraError as exc:
-            raise click.ClickException(f"infrastructure failure: {exc}") from None
-        if not as_json:
-            _print_table(results)
-        return
+    jobs_now = config.evaluation.jobs
+
+    def started(runner: Evaluator | Checker) -> None:
+        if isinstance(runner, Checker):
+            shape = "x".join(map(str, runner.protocol.in_shape[1:]))
+            console.print(f"checking {len(files)} file(s) at {shape} with {runner.image.tag} "
+                          f"({runner.protocol.id}, {jobs_now} at a time)")
+        else:
+            console.print(f"evaluating {len(files)} file(s) on {runner.protocol.dataset} with {runner.image.tag} "
+                          f"({runner.protocol.id}, {jobs_now} at a time)")
+
+    run = check_files if check_only else evaluate_files
     try:
-        with scoring_set(prepared, workdir / "scratch") as scoring:
-            evaluator = Evaluator(client, image, prepared, config.evaluation, workdir / "artefacts", scoring)
-            console.print(f"evaluating {len(sources)} file(s) on {config.data.dataset} with {image.tag} "
-                          f"({evaluator.protocol.id}, {config.evaluation.jobs} at a time)")
-            results = evaluate_many(evaluator, sources, config.evaluation.jobs, on_result=printer)
+        results = run(files, config, workdir, data_dir, on_start=started,  # type: ignore[operator]
+                      on_result=_print_json if as_json else None)
+    except ImageError as exc:
+        raise click.ClickException(f"{exc}\nnothing was evaluated (program code never runs outside Docker)") from None
     except InfraError as exc:
         raise click.ClickException(f"infrastructure failure: {exc}") from None
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
     if not as_json:
         _print_table(results)
 
 
+def result_json(result: EvaluationResult) -> dict[str, Any]:
+    """A result as `nasloop evaluate --json` prints it: `path` first, then the result's fields."""
+    fields = result.as_json()
+    fields.pop("key")
+    return {"path": fields.pop("name"), **fields}
+
+
 def _print_json(result: EvaluationResult) -> None:
-    sys.stdout.write(json.dumps(result.as_json()) + "\n")
+    sys.stdout.write(json.dumps(result_json(result)) + "\n")
     sys.stdout.flush()
 
 
@@ -109,7 +105,7 @@ def _print_table(results: list[EvaluationResult]) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     for r in results:
-        row = [r.path, r.sha256[:12], "ok" if r.valid else str(r.failure), "" if r.params is None else f"{r.params:,}"]
+        row = [r.name, r.sha256[:12], "ok" if r.valid else str(r.failure), "" if r.params is None else f"{r.params:,}"]
         if checks:
             row.append(_seconds(r.check_seconds))
         else:
@@ -120,4 +116,4 @@ def _print_table(results: list[EvaluationResult]) -> None:
     for r in results:
         if r.error:
             first = r.error.strip().splitlines()[-1] if r.error.strip() else ""
-            console.print(f"{r.path}: {r.failure}: {first}", markup=False, highlight=False)
+            console.print(f"{r.name}: {r.failure}: {first}", markup=False, highlight=False)

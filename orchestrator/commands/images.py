@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 import docker.errors
 
-from orchestrator import images as img
+from orchestrator.containers import images as img
+from orchestrator.containers.client import ImageError, docker_client
 
 
 @click.group()
@@ -28,13 +29,13 @@ def build(base_image: str, build_args: tuple[str, ...], names: tuple[str, ...]) 
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--build-arg")
         args[key] = value
     try:
-        client = img.docker_client()
+        client = docker_client()
         for name in names or tuple(sorted(img.IMAGES)):
             if not (img.REPO_ROOT / img.IMAGES[name].dockerfile).is_file():
                 click.echo(f"skipping {name}: {img.IMAGES[name].dockerfile} does not exist")
                 continue
             img.build(client, name, base_image=base_image, build_args=args, log=click.echo)
-    except (img.ImageError, docker.errors.DockerException) as exc:
+    except (ImageError, docker.errors.DockerException) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -42,11 +43,11 @@ def build(base_image: str, build_args: tuple[str, ...], names: tuple[str, ...]) 
 def show() -> None:
     """Print each image's content tag and whether it is built."""
     try:
-        client = img.docker_client()
-    except img.ImageError as exc:
+        client = docker_client()
+    except ImageError as exc:
         raise click.ClickException(str(exc)) from None
     for name in sorted(img.IMAGES):
         try:
             click.echo(f"{name}: {img.resolve(client, name)}")
-        except img.ImageError as exc:
+        except ImageError as exc:
             click.echo(f"{name}: {exc}")

@@ -7,22 +7,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from orchestrator.commands.common import config_option, profile_option, workdir_option
-from orchestrator.config import ConfigError, as_dict, load_config
-from orchestrator.containers import InfraError
-
-
-def _config(profile: str, config_file: Path | None):
-    try:
-        return load_config(profile, config_file)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+from contracts.llm import FinetuneJob, GenerateJob, read_adapter_metadata, read_samples
+from orchestrator.commands.common import config_option, load_profile, profile_option, workdir_option
+from orchestrator.containers.client import ImageError, InfraError
+from orchestrator.generator.jobs import LLMRunError
 
 
 def _need_llm_extra() -> None:
@@ -63,101 +55,44 @@ def tiny_model(out: Path, corpus: Path, steps: int | None, samples: int, use_san
     The smoke profile (`generation.model = "tiny"`) looks for it at WORKDIR/models/tiny.
     """
     _need_llm_extra()
-    from llm.tiny import REPORT_FILE, TinyModelSpec, build_tiny_model, read_corpus
+    from orchestrator.generator.tiny import build_tiny, check_line, sample_checker
 
-    config = _config(profile, config_file)
+    config = load_profile(profile, config_file)
     if config.tiny_model is None:
         raise click.UsageError(f"profile {profile!r} has no [tiny_model] section (use --profile smoke)")
-    spec = TinyModelSpec(**as_dict(config.tiny_model))
-    if steps is not None:
-        spec = TinyModelSpec(**{**asdict(spec), "steps": steps})
-    checker = _sample_checker(config, workdir, use_sandbox) if samples else None
-    report = build_tiny_model(out, corpus, spec, config.evaluation.param_budget,
-                              progress=lambda message: click.echo(message, err=True))
+    say = lambda message: click.echo(message, err=True)  # noqa: E731
+    try:
+        checker = sample_checker(config, workdir, use_sandbox, say) if samples else None
+        report = build_tiny(out, corpus, config, steps, samples, checker, say)
+    except ImageError as exc:
+        raise click.ClickException(f"cannot check samples in the sandbox: {exc}") from None
+    except InfraError as exc:
+        raise click.ClickException(f"infrastructure failure while checking the samples: {exc}") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"tiny model: {report['parameters']:,} parameters, {report['trained_tokens']:,} tokens "
                f"({report['epochs']} epochs) in {report['train_seconds']}s "
                f"({report['tokens_per_second']:,.0f} tokens/s); saved to {out}")
-    if not samples:
-        return
-    from llm import extract_code
-    from orchestrator.sample_check import assess_samples
-
-    training = [code for example in read_corpus(corpus, config.evaluation.param_budget)
-                for m in example if m["role"] == "assistant" and (code := extract_code(m["content"]))]
-    drawn, seconds, decoding = _draw_samples(out, config, samples)
-    try:
-        check = assess_samples(drawn, sorted(set(training)), config.novelty, checker, config.evaluation.jobs)
-    except InfraError as exc:
-        raise click.ClickException(f"infrastructure failure while checking the samples: {exc}") from None
-    check["sampling_seconds"], check["decoding"] = seconds, decoding
-    report["check"] = check
-    (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    click.echo(_check_line(check))
+    if "check" in report:
+        click.echo(check_line(report["check"]))
 
 
-def _sample_checker(config, workdir: Path, use_sandbox: bool | None):
-    """A Checker at the prompt's shape, or None (with a message) when the samples are not checked."""
-    from orchestrator.corpus_check import prompt_check_protocol
-    from orchestrator.evaluate import Checker
-    from orchestrator.images import ImageError, docker_client, resolve
-
-    if use_sandbox is False:
-        return None
-    try:
-        client = docker_client()
-        image = resolve(client, "sandbox")
-    except ImageError as exc:
-        if use_sandbox:
-            raise click.ClickException(f"cannot check samples in the sandbox: {exc}") from None
-        click.echo(f"samples will not be checked in the sandbox (only parsed): {exc}", err=True)
-        return None
-    return Checker(client, image, config.evaluation, prompt_check_protocol(config.evaluation),
-                   workdir / "scratch" / "checks")
-
-
-def _draw_samples(model_dir: Path, config, n: int):
-    from llm.jobs import Decoding
-    from llm.prompt import generation_task, prompt_messages
-    from llm.sampling import SampleRequest, TransformersBackend
-
-    gen = config.generation
-    decoding = Decoding(gen.temperature, gen.top_k, gen.top_p, gen.do_sample, gen.max_new_tokens, gen.seed)
-    backend = TransformersBackend(str(model_dir), decoding, batch_size=gen.batch_size, device="cpu")
-    request = SampleRequest(prompt_messages(generation_task(config.evaluation.param_budget)), n, gen.seed)
-    drawn = [s for batch in backend.generate([request]) for s in batch]
-    return drawn, round(sum(b.seconds for b in {s.seed: s for s in drawn}.values()), 1), asdict(decoding)
-
-
-def _check_line(check: dict) -> str:
-    n = check["samples"]
-    line = f"samples: {check['parsed']}/{n} parse, {check['stopped']} ended their turn"
-    if check["valid"] is None:
-        return line + f"; validity not checked; {check['near_copies']} of the parsed are near-copies of a " \
-                      f"training program (J > {check['tau']})"
-    failures = ", ".join(f"{k} {v}" for k, v in check["failures"].items()) or "none"
-    shape = "x".join(map(str, check["in_shape"][1:]))
-    return (line + f"; {check['valid']}/{n} valid (every check at {shape}, <= {check['param_budget']:,} parameters), "
-            f"{check['valid'] - check['near_copies']} of them not near-copies of a training program "
-            f"(J <= {check['tau']}); failures: {failures}")
-
-
-def _run(job, workdir: Path, local: bool, image: str | None, gpu: bool) -> str:
-    from orchestrator import llm_runner
+def _run(job: GenerateJob | FinetuneJob, workdir: Path, local: bool, image: str | None, gpu: bool) -> str:
+    from orchestrator.generator import runner
 
     try:
         if local:
             _need_llm_extra()
-            kind = "generate" if job.__class__.__name__ == "GenerateJob" else "finetune"
-            return llm_runner.run_local(job, workdir / "llm-jobs" / f"{kind}-manual.json").stdout
-        from orchestrator.images import ImageError, docker_client, resolve
+            kind = "generate" if isinstance(job, GenerateJob) else "finetune"
+            return runner.run_local(job, workdir / "llm-jobs" / f"{kind}-manual.json").stdout
+        from orchestrator.containers.images import connect
 
         try:
-            client = docker_client()
-            tag = image or resolve(client, "llm").tag
+            docker = connect() if image else connect("llm")
         except ImageError as exc:
             raise click.ClickException(str(exc)) from None
-        return llm_runner.run_in_container(job, workdir, tag, gpu=gpu, client=client)
-    except llm_runner.LLMRunError as exc:
+        return runner.run_in_container(job, workdir, image or docker.images["llm"].tag, client=docker.client, gpu=gpu)
+    except LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -170,33 +105,34 @@ _gpu_option = click.option(
     help="Reserve the GPUs for the container (default: when the profile's device is cuda).")
 
 
+def _job_options(func):  # type: ignore[no-untyped-def]
+    """Where and how a manual LLM job runs: --local/--image/--gpu, the profile, the workspace."""
+    for option in (workdir_option, config_option, profile_option, _gpu_option, _image_option, _local_option):
+        func = option(func)
+    return func
+
+
 @llm.command("generate")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output directory (samples.jsonl, generation.json); an interrupted run resumes.")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
 @click.option("-n", "num_samples", type=click.IntRange(min=1), default=None,
               help="Samples (default: the profile's candidates_per_cycle).")
-@_local_option
-@_image_option
-@_gpu_option
-@profile_option
-@config_option
-@workdir_option
+@_job_options
 def generate(out: Path, adapter: Path | None, num_samples: int | None, local: bool, image: str | None,
              gpu: bool | None, profile: str, config_file: Path | None, workdir: Path) -> None:
     """Sample programs from the profile's model (+ adapter) with the fixed prompt and decoding."""
     from llm import extract_code
-    from llm.jobs import read_samples
-    from orchestrator import llm_runner
+    from orchestrator.generator.jobs import generate_job
 
-    config = _config(profile, config_file)
+    config = load_profile(profile, config_file)
     try:
-        job = llm_runner.generate_job(config, workdir, out, adapter=adapter, num_samples=num_samples)
-    except llm_runner.LLMRunError as exc:
+        job = generate_job(config, workdir, out, adapter=adapter, num_samples=num_samples)
+    except LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
     _run(job, workdir, local, image, config.evaluation.device == "cuda" if gpu is None else gpu)
     samples = read_samples(out)
-    extracted = sum(extract_code(s["text"]) is not None for s in samples)
+    extracted = sum(extract_code(s.text) is not None for s in samples)
     click.echo(f"{len(samples)} samples in {out}; code extracted from {extracted}")
 
 
@@ -210,27 +146,21 @@ def generate(out: Path, adapter: Path | None, num_samples: int | None, local: bo
                    "finetune.continue_from_previous = false.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps.")
 @click.option("--measure-loss", is_flag=True, help="Also measure the mean loss before and after.")
-@_local_option
-@_image_option
-@_gpu_option
-@profile_option
-@config_option
-@workdir_option
+@_job_options
 def finetune(corpus: Path, out: Path, parent: Path | None, max_steps: int | None, measure_loss: bool,
              local: bool, image: str | None, gpu: bool | None, profile: str, config_file: Path | None,
              workdir: Path) -> None:
     """LoRA fine-tune the profile's model on a chat corpus into a new adapter directory."""
-    from llm.jobs import ADAPTER_METADATA_FILE
-    from orchestrator import llm_runner
+    from orchestrator.generator.jobs import finetune_job
 
-    config = _config(profile, config_file)
+    config = load_profile(profile, config_file)
     try:
-        job = llm_runner.finetune_job(config, workdir, corpus, out, previous_adapter=parent,
-                                      max_steps=max_steps, measure_loss=measure_loss)
-    except llm_runner.LLMRunError as exc:
+        job = finetune_job(config, workdir, corpus, out, previous_adapter=parent, max_steps=max_steps,
+                           measure_loss=measure_loss)
+    except LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
     _run(job, workdir, local, image, config.evaluation.device == "cuda" if gpu is None else gpu)
-    meta = json.loads((out / ADAPTER_METADATA_FILE).read_text())
-    click.echo(f"adapter {out}: {meta['steps']} steps, train loss {meta['train_loss']}, "
-               f"{meta['corpus']['trained_examples']} examples "
-               f"({meta['corpus']['skipped_over_length']} over length skipped), {meta['train_seconds']}s")
+    meta = read_adapter_metadata(out)
+    click.echo(f"adapter {out}: {meta.steps} steps, train loss {meta.train_loss}, "
+               f"{meta.corpus.trained_examples} examples "
+               f"({meta.corpus.skipped_over_length} over length skipped), {meta.train_seconds}s")

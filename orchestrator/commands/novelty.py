@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands.common import config_option, db_url_option, load_profile, profile_option, workdir_option
-from orchestrator.commands.corpus import connect
-from orchestrator.corpus import load_index
+from orchestrator.commands.common import (config_option, connect, db_url_option, load_profile, profile_option,
+                                         workdir_option)
+from orchestrator.corpus.index import load_index
 
 
 @click.command()

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands.common import config_option, profile_option, workdir_option
-from orchestrator.config import ConfigError, load_config
-from orchestrator.records import RecordError, group_experiments, load_records
+from orchestrator.commands.common import config_option, load_profile, profile_option, workdir_option
 from orchestrator.report import ReportSettings, write_report
+from orchestrator.report.records import RecordError, group_experiments, load_records
+from orchestrator.report.stats import CORPUS_FROM_LOG
 from orchestrator.report.tables import NA, percent, with_interval
-from orchestrator.stats import CORPUS_FROM_LOG
 
 
 @click.command()
@@ -38,10 +37,10 @@ def report(workdir: Path, profile: str, config_file: Path | None, experiments: t
 
     Accuracy threshold from the profile; 95% intervals: Wilson for proportions, t-based for means.
     """
+    config = load_profile(profile, config_file)
     try:
-        config = load_config(profile, config_file)
         grouped = group_experiments(load_records(logs, workdir), experiments)
-    except (ConfigError, RecordError) as exc:
+    except RecordError as exc:
         raise click.ClickException(str(exc)) from None
     settings = ReportSettings(
         accuracy_threshold=config.selection.accuracy_threshold,

@@ -1,5 +1,9 @@
 """Reports: the paper's statistics, tables and figures for one or more experiments.
 
+Per-candidate records (`records`: from exported JSONL logs or the database's read-only views), their
+statistics (`stats`: Wilson and t intervals), tables, figures and pages. Imports `store` (read-only)
+and `contracts`; never the loop.
+
 `write_report` takes candidate records grouped by experiment and writes into one directory:
 `table2.{md,csv,tex}`, `table3.{md,csv,tex}` (two or more experiments), PNG figures, `report.html`
 (self-contained), `report.md` and `stats.json`.
@@ -16,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from orchestrator.records import REQUIRED_FIELDS, CandidateRecord
+from orchestrator.report.records import REQUIRED_FIELDS, CandidateRecord
 from orchestrator.report import figures, tables
 from orchestrator.report.document import stats_document
 from orchestrator.report.pages import (
@@ -28,7 +32,7 @@ from orchestrator.report.pages import (
     render_html,
     render_markdown,
 )
-from orchestrator.stats import CONFIDENCE, ExperimentStats, summarize_experiment
+from orchestrator.report.stats import CONFIDENCE, ExperimentStats, summarize_experiment
 
 NOT_IN_LOGS = (
     "The experiment's configuration (profile, resolved settings and their hash) and code version.",

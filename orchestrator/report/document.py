@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.report.tables import share_key
-from orchestrator.stats import AccuracySummary, ExperimentStats, Interval, NoveltySummary
+from orchestrator.report.stats import AccuracySummary, ExperimentStats, Interval, NoveltySummary
 
 
 def _ci(ci: Interval | None) -> list[float] | None:

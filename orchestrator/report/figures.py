@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.report.tables import corpus_header, threshold_label
-from orchestrator.stats import ExperimentStats, Interval
+from orchestrator.report.stats import ExperimentStats, Interval
 
 Accuracies = Mapping[int, Sequence[float]]
 

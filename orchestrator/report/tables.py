@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.stats import (
+from orchestrator.report.stats import (
     CORPUS_FROM_LOG,
     CORPUS_INITIAL_PLUS_SELECTED,
     AccuracySummary,

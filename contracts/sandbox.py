@@ -1,0 +1,102 @@
+"""The contract between the host and a candidate container: a job file in, result files out.
+
+The host writes one job (`TrainJob`, `PredictJob` or `CheckJob`) to `/job/job.json`, mounts the
+candidate and the phase's data read-only, and reads back the files named here. Every file a runner
+writes is candidate-influenced: the host reads it with size and depth bounds and validates it
+(`orchestrator.evaluation.outputs`), and it never decides an outcome alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Where a container sees its inputs and writes its outputs.
+JOB_DIR = "/job"
+DATA_DIR = "/data"
+OUT_DIR = "/out"
+CANDIDATE_FILE = "candidate.py"
+JOB_FILE = "job.json"
+TRAIN_IMAGES = "train_images.npy"
+TRAIN_LABELS = "train_labels.npy"
+PREDICT_IMAGES = "predict_images.npy"
+# Output files.
+WEIGHTS_FILE = "weights.safetensors"
+LOGITS_FILE = "logits.npy"
+TRAIN_REPORT_FILE = "train.json"
+CHECK_REPORT_FILE = "check.json"
+STATUS_FILE = "status.json"
+
+# Failure kinds a sandbox runner may report about its candidate (the host owns the others:
+# syntax, contract, timeout, oom by the kernel, crash, missing/invalid output, nonfinite, infra).
+RUNNER_FAILURES = ("contract", "import", "instantiate", "forward", "params_over_budget", "oom", "crash")
+# Exit status of a runner that wrote a status file about a candidate failure.
+CANDIDATE_FAILED_EXIT = 3
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    in_shape: list[int]  # [1, C, H, W]
+    num_classes: int
+    prm: dict[str, float]
+    param_budget: int
+    batch_size: int
+    seed: int
+    crop_padding: int
+    horizontal_flip: bool
+    mean: list[float]  # per channel, of [0, 1]-scaled pixels
+    std: list[float]
+    device: str  # "cpu" or "cuda"
+    threads: int
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    in_shape: list[int]
+    num_classes: int
+    prm: dict[str, float]
+    seed: int
+    mean: list[float]
+    std: list[float]
+    device: str
+    threads: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """The validity checks alone (no data, no training): contract, instantiation, budget, forward."""
+
+    in_shape: list[int]
+    num_classes: int
+    prm: dict[str, float]
+    param_budget: int
+    seed: int
+    device: str
+    threads: int
+
+
+JOB_KINDS = (TrainJob, PredictJob, CheckJob)
+Job = TrainJob | PredictJob | CheckJob
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """`train.json`: what the training runner counted (candidate-side data, never a score)."""
+
+    params: int
+    learn_seconds: float
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """`check.json`: the parameter count the check runner took."""
+
+    params: int
+
+
+@dataclass(frozen=True)
+class RunnerStatus:
+    """`status.json`: the runner's account of a candidate failure (exit status CANDIDATE_FAILED_EXIT)."""
+
+    failure: str  # one of RUNNER_FAILURES
+    error: str

@@ -1,0 +1,62 @@
+"""What one evaluation produces: a typed result with exactly one outcome, and its provenance.
+
+A candidate is identified by the caller's integer `key` (a candidate row, a corpus program, the
+position of a file on the command line); `name` is only for people (a file path, a program name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Every candidate ends in "ok" or exactly one of these ("extraction": no program in the LLM's text).
+FAILURE_KINDS = ("extraction", "syntax", "contract", "import", "instantiate", "forward", "params_over_budget",
+                 "timeout", "oom", "crash", "nonfinite", "missing_output", "invalid_output", "infra")
+
+# Where each recorded field comes from. "host": measured or computed by the orchestrator from
+# validated data; "sandbox": counted by nasloop's runner inside the candidate's container
+# (a hostile candidate could influence it; it never enters a score).
+PROVENANCE = {
+    "valid": "host", "failure": "host", "accuracy": "host", "holdout_accuracy": "host",
+    "train_seconds": "host", "predict_seconds": "host", "check_seconds": "host", "weights_elements": "host",
+    "params": "sandbox", "learn_seconds": "sandbox",
+}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One program to evaluate."""
+
+    key: int
+    source: bytes
+    name: str = ""
+
+
+@dataclass
+class EvaluationResult:
+    key: int
+    name: str
+    sha256: str
+    valid: bool = False
+    failure: str | None = None
+    error: str | None = None
+    params: int | None = None
+    weights_elements: int | None = None
+    accuracy: float | None = None
+    holdout_accuracy: float | None = None
+    train_seconds: float | None = None
+    predict_seconds: float | None = None
+    check_seconds: float | None = None
+    learn_seconds: float | None = None
+    protocol: str = ""
+    image: str = ""
+    artefacts: str | None = None
+    provenance: dict[str, str] = field(default_factory=lambda: dict(PROVENANCE))
+
+    def fail(self, kind: str, message: str) -> EvaluationResult:
+        assert kind in FAILURE_KINDS, kind
+        self.valid, self.failure, self.error = False, kind, message[-2000:]
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)

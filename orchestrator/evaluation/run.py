@@ -1,0 +1,106 @@
+"""Evaluating many programs: a thread pool over one Evaluator (or Checker), and the library API that
+`nasloop evaluate` and the benchmark call (`evaluate_files`, `check_files`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.containers.client import InfraError
+from orchestrator.containers.images import Docker, connect
+from orchestrator.containers.labels import sweep_orphans
+from orchestrator.data import PreparedDataset, ensure_prepared
+from orchestrator.evaluation.evaluator import Checker, Evaluator
+from orchestrator.evaluation.protocol import CheckProtocol, make_check_protocol
+from orchestrator.evaluation.result import EvaluationResult, Submission
+from orchestrator.evaluation.scoring import scoring_set
+
+OnResult = Callable[[EvaluationResult], None]
+
+
+class Evaluates(Protocol):
+    def evaluate(self, submission: Submission) -> EvaluationResult: ...
+
+
+def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs: int,
+                  on_result: OnResult | None = None) -> list[EvaluationResult]:
+    """Evaluate `submissions`, `jobs` at a time, results in input order; `on_result` is called (one
+    at a time) as each lands. An infrastructure failure stops the remaining work and is re-raised."""
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def one(submission: Submission) -> EvaluationResult:
+        if stop.is_set():
+            raise InfraError("stopped after an infrastructure failure")
+        try:
+            result = evaluator.evaluate(submission)
+        except InfraError:
+            stop.set()
+            raise
+        if on_result:
+            with lock:
+                on_result(result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, submission) for submission in submissions]
+        return [f.result() for f in futures]
+
+
+def sandbox_docker() -> Docker:
+    """The daemon and the sandbox image, with containers left by crashed runs swept."""
+    docker = connect("sandbox")
+    sweep_orphans(docker.client)
+    return docker
+
+
+def prepared_dataset(config: ExperimentConfig, workdir: Path, data_dir: Path | None = None) -> PreparedDataset:
+    data = config.data
+    return ensure_prepared(data.dataset, workdir, data_dir or workdir / "data", data.holdout_fraction, data.seed)
+
+
+def submissions_of(paths: Sequence[Path]) -> list[Submission]:
+    """Files as submissions: key = position on the command line, name = the path."""
+    return [Submission(key=i, source=Path(path).read_bytes(), name=str(path)) for i, path in enumerate(paths)]
+
+
+def evaluate_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, data_dir: Path | None = None,
+                   on_start: Callable[[Evaluator], None] | None = None,
+                   on_result: OnResult | None = None) -> list[EvaluationResult]:
+    """Run every file through the full evaluation protocol of `config` (one training epoch, prediction,
+    host scoring) in hardened containers, `config.evaluation.jobs` at a time.
+
+    Raises ImageError/InfraError (Docker, images) and DataError (dataset); a candidate's own failure is
+    its result, never an exception."""
+    docker = sandbox_docker()
+    prepared = prepared_dataset(config, workdir, data_dir)
+    submissions = submissions_of(paths)
+    with scoring_set(prepared, workdir / "scratch") as scoring:
+        evaluator = Evaluator(docker.client, docker.images["sandbox"], prepared, config.evaluation,
+                              workdir / "artefacts", scoring)
+        if on_start:
+            on_start(evaluator)
+        return evaluate_many(evaluator, submissions, config.evaluation.jobs, on_result)
+
+
+def check_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, data_dir: Path | None = None,
+                on_start: Callable[[Checker], None] | None = None,
+                on_result: OnResult | None = None) -> list[EvaluationResult]:
+    """The validity checks alone for every file, at the input shape of the profile's dataset."""
+    docker = sandbox_docker()
+    meta = prepared_dataset(config, workdir, data_dir).meta
+    checker = make_checker(docker, config, make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes),
+                           workdir)
+    if on_start:
+        on_start(checker)
+    return evaluate_many(checker, submissions_of(paths), config.evaluation.jobs, on_result)
+
+
+def make_checker(docker: Docker, config: ExperimentConfig, protocol: CheckProtocol, workdir: Path) -> Checker:
+    """A Checker for `protocol` with the sandbox image of `docker`; scratch space in the workspace."""
+    gpu = config.evaluation.gpu if protocol.device == "cuda" else None
+    return Checker(docker.client, docker.images["sandbox"], protocol, workdir / "scratch" / "checks", gpu=gpu)

@@ -1,0 +1,145 @@
+"""Running LLM jobs: in the LLM image (`run_in_container`, the loop's way: the workspace is mounted at
+/workspace, a local model elsewhere read-only at /model, a Hugging Face cache at /hf) or as a local
+subprocess of this Python (`run_local`, for tests and for machines with the `llm` extra installed).
+Both run the same entry points: `python -m llm.generate JOB.json` and
+`accelerate launch -m llm.finetune JOB.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from contracts.jobfile import write_job
+from contracts.llm import FinetuneJob, GenerateJob
+from orchestrator.config import REPO_ROOT
+from orchestrator.containers.labels import managed_labels
+from orchestrator.generator.jobs import LLMRunError
+
+CONTAINER_WORKDIR = "/workspace"
+CONTAINER_MODEL = "/model"
+CONTAINER_HF_HOME = "/hf"
+
+
+def _command(job: GenerateJob | FinetuneJob, job_path: str, python: str) -> list[str]:
+    if isinstance(job, GenerateJob):
+        return [python, "-m", "llm.generate", job_path]
+    # One process: the paper fine-tunes on one GPU; accelerate still owns device placement and precision.
+    return [python, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+            "--dynamo_backend", "no", "--mixed_precision", "no", "-m", "llm.finetune", job_path]
+
+
+def run_local(job: GenerateJob | FinetuneJob, job_path: Path, timeout: float | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `job` in a subprocess of this interpreter (needs the `llm` extra); raise LLMRunError on failure."""
+    write_job(job, job_path)
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
+    result = subprocess.run(_command(job, str(job_path), sys.executable), capture_output=True, text=True,
+                            timeout=timeout, env=full_env, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise LLMRunError(f"{_kind(job)} job {job_path} failed (exit {result.returncode}):\n"
+                          f"{result.stderr[-4000:]}")
+    return result
+
+
+def _kind(job: GenerateJob | FinetuneJob) -> str:
+    return "generation" if isinstance(job, GenerateJob) else "fine-tuning"
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """Host paths as the LLM container sees them."""
+
+    workdir: Path
+    model_dir: Path | None = None  # a local model outside the workspace, mounted read-only
+    hf_home: Path | None = None  # a Hugging Face cache for hub ids
+
+    def to_container(self, path: str | None) -> str | None:
+        if path is None:
+            return None
+        host = Path(path).resolve()
+        for root, target in ((self.workdir.resolve(), CONTAINER_WORKDIR),
+                             (self.model_dir.resolve() if self.model_dir else None, CONTAINER_MODEL)):
+            if root is not None and host.is_relative_to(root):
+                return str(Path(target) / host.relative_to(root))
+        raise LLMRunError(f"{host} is outside the workspace {self.workdir}: the LLM container cannot see it")
+
+    def volumes(self) -> dict[str, dict[str, str]]:
+        volumes = {str(self.workdir.resolve()): {"bind": CONTAINER_WORKDIR, "mode": "rw"}}
+        if self.model_dir:
+            volumes[str(self.model_dir.resolve())] = {"bind": CONTAINER_MODEL, "mode": "ro"}
+        if self.hf_home:
+            volumes[str(self.hf_home.resolve())] = {"bind": CONTAINER_HF_HOME, "mode": "rw"}
+        return volumes
+
+
+def container_mounts(job: GenerateJob | FinetuneJob, workdir: Path) -> Mounts:
+    model = Path(job.model)
+    if model.is_dir():
+        inside = model.resolve().is_relative_to(Path(workdir).resolve())
+        return Mounts(Path(workdir), model_dir=None if inside else model)
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    hf_home.mkdir(parents=True, exist_ok=True)
+    return Mounts(Path(workdir), hf_home=hf_home)
+
+
+def in_container_job(job: GenerateJob | FinetuneJob, mounts: Mounts) -> GenerateJob | FinetuneJob:
+    """`job` with every path rewritten as the container sees it."""
+    model = job.model if not Path(job.model).is_dir() else mounts.to_container(job.model)
+    common = {"model": model, "output_dir": mounts.to_container(job.output_dir)}
+    if isinstance(job, GenerateJob):
+        return dataclasses.replace(job, adapter=mounts.to_container(job.adapter), **common)
+    return dataclasses.replace(job, corpus=mounts.to_container(job.corpus),
+                               parent_adapter=mounts.to_container(job.parent_adapter), **common)
+
+
+def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, client: docker.DockerClient,
+                     gpu: bool = False, timeout: float | None = None) -> str:
+    """Run `job` in the LLM image with the workspace mounted; return its output; LLMRunError on failure.
+
+    The container runs as the calling user (files in the workspace stay the user's), carries the
+    managed labels (a crashed orchestrator's LLM container is swept like a sandbox one), and is
+    removed on every path. `gpu=True` reserves all GPUs (the SDK's DeviceRequest).
+    """
+    workdir = Path(workdir).resolve()
+    mounts = container_mounts(job, workdir)
+    inner = in_container_job(job, mounts)
+    kind = "generate" if isinstance(job, GenerateJob) else "finetune"
+    host_job_path = workdir / "llm-jobs" / f"{kind}-{uuid.uuid4().hex[:12]}.json"
+    write_job(inner, host_job_path)
+    environment = {"HF_HOME": CONTAINER_HF_HOME, "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        if name in os.environ:
+            environment[name] = os.environ[name]
+    device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpu else None
+    container = client.containers.run(
+        image, _command(inner, mounts.to_container(str(host_job_path)), "python3"),
+        volumes=mounts.volumes(), environment=environment, user=f"{os.getuid()}:{os.getgid()}",
+        device_requests=device_requests, labels=managed_labels("llm"), shm_size="2g",
+        working_dir="/tmp", detach=True,
+    )
+    try:
+        try:
+            status = container.wait(timeout=timeout)
+        except Exception as exc:  # requests' ReadTimeout: the job overran
+            container.kill()
+            raise LLMRunError(f"{_kind(job)} container timed out after {timeout}s") from exc
+        logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        if status.get("StatusCode") != 0:
+            raise LLMRunError(f"{_kind(job)} container failed (exit {status.get('StatusCode')}):\n"
+                              f"{logs[-4000:]}")
+        return logs
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.DockerException:
+            pass

@@ -1,0 +1,84 @@
+"""The adapters of an experiment: each fine-tuned in the LLM container on the experiment's training
+set, written aside and renamed when complete, then recorded; a recorded or complete adapter is never
+trained again."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+from rich.console import Console
+from sqlalchemy import select
+
+from contracts.llm import ADAPTER_METADATA_FILE, FinetuneJob, GenerateJob, read_adapter_metadata
+from orchestrator.config import ExperimentConfig
+from orchestrator.generator.jobs import LLMRunError, finetune_job
+from orchestrator.generator.runner import run_in_container
+from orchestrator.loop.errors import CycleError
+from orchestrator.loop.training_set import write_training_set
+from orchestrator.store.database import Database
+from orchestrator.store.schema import Adapter
+
+
+@dataclass
+class LLMJobs:
+    """Runs the loop's LLM jobs in the LLM image; a failure is a CycleError (the cycle stays resumable)."""
+
+    client: docker.DockerClient
+    image_id: str
+    workdir: Path
+    gpu: bool
+
+    def run(self, job: GenerateJob | FinetuneJob) -> None:
+        try:
+            run_in_container(job, self.workdir, self.image_id, client=self.client, gpu=self.gpu)
+        except LLMRunError as exc:
+            raise CycleError(str(exc)) from None
+        except docker.errors.DockerException as exc:
+            raise CycleError(f"infrastructure failure running the LLM container: {exc}") from None
+
+
+@dataclass
+class AdapterTrainer:
+    db: Database
+    config: ExperimentConfig
+    experiment_id: int
+    experiment_dir: Path
+    seed_ids: set[int] | None
+    llm: LLMJobs
+    console: Console
+
+    def train(self, index: int, parent: str | None) -> str:
+        """The adapter after cycle `index` (0: the initial fine-tune), fine-tuned on the training set
+        as it stands then; returns its path. An adapter already complete on disk (a run killed after
+        writing it) is recorded as it is."""
+        out = self.experiment_dir / "adapters" / f"cycle-{index}"
+        with self.db.transaction() as session:
+            known = session.scalar(select(Adapter).where(Adapter.experiment_id == self.experiment_id,
+                                                         Adapter.cycle_index == index))
+            if known is not None:
+                return known.path
+        if not (out / ADAPTER_METADATA_FILE).is_file():
+            shutil.rmtree(out, ignore_errors=True)  # never reuse a half-written adapter
+            shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+            corpus_file = self.experiment_dir / f"cycle-{index}" / "corpus.jsonl"
+            with self.db.transaction() as session:
+                examples = write_training_set(session, corpus_file, self.config, self.seed_ids, self.experiment_id,
+                                              after_cycle=index)
+            job = finetune_job(self.config, self.llm.workdir, corpus_file, out,
+                               previous_adapter=Path(parent) if parent else None)
+            self.console.print(f"  fine-tuning on {examples} chat examples"
+                               + (f" from adapter {Path(parent).name}" if job.parent_adapter else " from the base model"))
+            self.llm.run(job)
+        try:
+            meta = read_adapter_metadata(out)
+        except ValueError as exc:
+            raise CycleError(str(exc)) from None
+        with self.db.transaction() as session:
+            session.add(Adapter(experiment_id=self.experiment_id, cycle_index=index, path=str(out),
+                                parent=parent, meta=meta.as_dict()))
+        self.console.print(f"  adapter {out.name}: loss {meta.train_loss}, {meta.steps} steps")
+        return str(out)

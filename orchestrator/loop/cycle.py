@@ -1,0 +1,198 @@
+"""The loop: generate -> evaluate -> select -> fine-tune, one cycle after another.
+
+Every phase ends by recording its results and the next phase in the database, in one transaction,
+so a run killed at any point resumes where it was: samples already generated are kept (the
+generator resumes its own output file), candidates already evaluated are not evaluated again, and
+an adapter counts only once its directory is complete (written aside, then renamed) and recorded.
+This module holds the phase machine only; each phase's work lives in the modules it calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy import select
+
+from contracts.llm import read_samples
+from orchestrator.config import Ablations, ExperimentConfig
+from orchestrator.containers.client import InfraError
+from orchestrator.containers.images import Docker
+from orchestrator.data import ensure_prepared
+from orchestrator.evaluation.evaluator import Evaluator
+from orchestrator.evaluation.result import EvaluationResult
+from orchestrator.evaluation.run import evaluate_many
+from orchestrator.evaluation.scoring import scoring_set
+from orchestrator.generator.jobs import generate_job
+from orchestrator.loop import display
+from orchestrator.loop.adapters import AdapterTrainer, LLMJobs
+from orchestrator.loop.candidates import pending_submissions, store_decision, store_evaluation, store_samples
+from orchestrator.loop.errors import CycleError
+from orchestrator.loop.selection import Evaluated, select_candidates
+from orchestrator.loop.training_set import corpus_index
+from orchestrator.store.database import Database
+from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment, utcnow
+
+# A cycle's phases in order; cycle 1 starts with the initial fine-tune (adapter 0).
+PHASES = ("initial_finetune", "generate", "evaluate", "select", "finetune", "done")
+
+
+@dataclass
+class CycleRunner:
+    workdir: Path
+    db: Database
+    config: ExperimentConfig
+    experiment_id: int
+    ablations: Ablations
+    seed_ids: set[int] | None
+    docker: Docker
+    console: Console
+
+    def __post_init__(self) -> None:
+        with self.db.transaction() as session:
+            name = session.get(Experiment, self.experiment_id).name  # type: ignore[union-attr]
+        self.experiment_dir = self.workdir / "experiments" / name
+        self.llm = LLMJobs(self.docker.client, self.docker.images["llm"].id, self.workdir,
+                           gpu=self.config.evaluation.device == "cuda")
+        self.adapters = AdapterTrainer(self.db, self.config, self.experiment_id, self.experiment_dir,
+                                       self.seed_ids, self.llm, self.console)
+
+    def run(self, cycles: int) -> None:
+        for _ in range(cycles):
+            self.run_cycle(self._current_cycle())
+
+    def _current_cycle(self) -> int:
+        """The unfinished cycle, or a new one after the last finished one."""
+        with self.db.transaction() as session:
+            last = session.scalar(select(Cycle).where(Cycle.experiment_id == self.experiment_id)
+                                  .order_by(Cycle.index.desc()).limit(1))
+            if last is not None and last.phase != "done":
+                return last.id
+            index = 1 if last is None else last.index + 1
+            cycle = Cycle(experiment_id=self.experiment_id, index=index, timings={},
+                          phase="initial_finetune" if index == 1 else "generate",
+                          adapter_in=None if last is None else last.adapter_out)
+            session.add(cycle)
+            session.flush()
+            return cycle.id
+
+    def run_cycle(self, cycle_id: int) -> None:
+        steps: dict[str, Callable[[Cycle], str]] = {
+            "initial_finetune": self._initial_finetune, "generate": self._generate, "evaluate": self._evaluate,
+            "select": self._select, "finetune": self._finetune}
+        while True:
+            with self.db.transaction() as session:
+                cycle = self._cycle(session, cycle_id)
+            if cycle.phase == "done":
+                with self.db.transaction() as session:
+                    self.console.print(display.summary_line(self._cycle(session, cycle_id),
+                                                            self.config.selection.accuracy_threshold))
+                return
+            self.console.print(f"[bold]cycle {cycle.index}[/bold]: {cycle.phase.replace('_', ' ')}")
+            started = time.monotonic()
+            next_phase = steps[cycle.phase](cycle)
+            assert next_phase in PHASES, next_phase
+            with self.db.transaction() as session:
+                current = self._cycle(session, cycle_id)
+                current.timings = {**current.timings, cycle.phase: round(time.monotonic() - started, 2)}
+                current.phase = next_phase
+                if next_phase == "done":
+                    current.finished_at = utcnow()
+
+    @staticmethod
+    def _cycle(session, cycle_id: int) -> Cycle:  # type: ignore[no-untyped-def]
+        cycle = session.get(Cycle, cycle_id)
+        assert cycle is not None
+        return cycle
+
+    # --- phases: each takes the cycle as it was read and returns the next phase ------------------
+
+    def _initial_finetune(self, cycle: Cycle) -> str:
+        """Adapter 0: a fine-tune on the seed corpus, which cycle 1 samples from (and every cycle
+        under --no-iteration)."""
+        adapter = self.adapters.train(0, parent=None)
+        with self.db.transaction() as session:
+            self._cycle(session, cycle.id).adapter_in = adapter
+        return "generate"
+
+    def _generate(self, cycle: Cycle) -> str:
+        out = self.experiment_dir / f"cycle-{cycle.index}" / "samples"
+        out.mkdir(parents=True, exist_ok=True)
+        adapter = cycle.adapter_in
+        job = generate_job(self.config, self.workdir, out, adapter=Path(adapter) if adapter else None)
+        self.console.print(f"  sampling {job.num_samples} programs from "
+                           f"{'adapter ' + Path(adapter).name if adapter else 'the base model'}")
+        self.llm.run(job)
+        try:
+            samples = read_samples(out)
+        except ValueError as exc:
+            raise CycleError(f"the generator's output is unreadable: {exc}") from None
+        if len(samples) < job.num_samples:
+            raise CycleError(f"the generator wrote {len(samples)} of {job.num_samples} samples to {out}")
+        with self.db.transaction() as session:
+            store_samples(session, cycle.id, samples[:job.num_samples])
+            self._cycle(session, cycle.id).n_generated = job.num_samples
+        self.console.print(f"  stored {job.num_samples} samples")
+        return "evaluate"
+
+    def _evaluate(self, cycle: Cycle) -> str:
+        with self.db.transaction() as session:
+            pending = pending_submissions(session, cycle.id)
+        data = self.config.data
+        prepared = ensure_prepared(data.dataset, self.workdir, self.workdir / "data", data.holdout_fraction, data.seed)
+        counts = {"done": 0, "valid": 0, "accuracy": 0.0}
+        with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars:
+            task = bars.add_task(f"  evaluating on {data.dataset}", total=len(pending), extra="")
+            evaluator = Evaluator(self.docker.client, self.docker.images["sandbox"], prepared, self.config.evaluation,
+                                  self.experiment_dir / f"cycle-{cycle.index}" / "artefacts", scoring)
+
+            def record(result: EvaluationResult) -> None:
+                with self.db.transaction() as session:
+                    candidate = session.get(Candidate, result.key)
+                    assert candidate is not None
+                    store_evaluation(candidate, result)
+                counts["done"] += 1
+                if result.valid:
+                    counts["valid"] += 1
+                    counts["accuracy"] += result.accuracy or 0.0
+                mean = counts["accuracy"] / counts["valid"] if counts["valid"] else 0.0
+                bars.update(task, advance=1, extra=f"valid {counts['valid']}/{counts['done']}, "
+                                                   f"mean accuracy {100 * mean:.1f}%")
+
+            try:
+                evaluate_many(evaluator, pending, self.config.evaluation.jobs, on_result=record)
+            except InfraError as exc:
+                raise CycleError(f"infrastructure failure during evaluation: {exc}") from None
+        return "select"
+
+    def _select(self, cycle: Cycle) -> str:
+        with self.db.transaction() as session:
+            corpus = corpus_index(session, self.config, self.seed_ids, self.experiment_id, before_cycle=cycle.index)
+            candidates = list(session.scalars(select(Candidate).where(Candidate.cycle_id == cycle.id)
+                                              .order_by(Candidate.sample_index)))
+            evaluated = [Evaluated(f"cycle-{cycle.index}/sample-{c.sample_index}", c.valid, c.accuracy, c.code)
+                         for c in candidates]
+            decisions = select_candidates(evaluated, corpus, self.config.novelty.tau,
+                                          self.config.selection.accuracy_threshold, self.ablations)
+            for candidate, decision in zip(candidates, decisions):
+                store_decision(candidate, decision)
+            current = self._cycle(session, cycle.id)
+            current.n_valid = sum(c.valid for c in candidates)
+            current.n_selected = sum(d.selected for d in decisions)
+            current.corpus_size = len(corpus) + current.n_selected
+            if self.ablations.no_iteration:
+                current.adapter_out = current.adapter_in  # the fixed adapter of the initial fine-tune
+        return "done" if self.ablations.no_iteration else "finetune"
+
+    def _finetune(self, cycle: Cycle) -> str:
+        adapter = self.adapters.train(cycle.index, parent=cycle.adapter_in)
+        with self.db.transaction() as session:
+            current = self._cycle(session, cycle.id)
+            current.adapter_out = adapter
+            meta = session.scalar(select(Adapter.meta).where(Adapter.experiment_id == self.experiment_id,
+                                                             Adapter.cycle_index == cycle.index))
+            current.finetune_loss = (meta or {}).get("train_loss")
+        return "done"

@@ -1,0 +1,40 @@
+"""`run_cycles`: the loop as a library call (what `nasloop cycle` does): lock the workspace, connect
+Docker and sweep leftovers, open (or create) the experiment, and run cycles until done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from orchestrator.config import Ablations, ExperimentConfig
+from orchestrator.containers.images import connect
+from orchestrator.containers.labels import sweep_orphans
+from orchestrator.loop.cycle import CycleRunner
+from orchestrator.loop.experiment import experiment_name, open_experiment, seed_program_ids
+from orchestrator.loop.lock import workspace_lock
+from orchestrator.store.database import open_database
+
+
+def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: int, ablations: Ablations = Ablations(),
+               name: str | None = None, db_url: str | None = None, console: Console | None = None) -> str:
+    """Run the next `cycles` cycles of experiment `name` (default: the profile plus the ablations);
+    returns the experiment's name. Raises CycleError, ImageError or DataError; the experiment stays
+    resumable whatever happens."""
+    console = console or Console()
+    name = name or experiment_name(profile, ablations)
+    with workspace_lock(workdir):
+        docker = connect("sandbox", "llm")
+        removed = sweep_orphans(docker.client)
+        if removed:
+            console.print(f"removed {removed} container(s) left behind by an interrupted run")
+        db = open_database(workdir, db_url)
+        try:
+            with db.transaction() as session:
+                experiment_id = open_experiment(session, name, profile, config, ablations).id
+                seed_ids = seed_program_ids(session, config)
+            console.print(f"experiment [bold]{name}[/bold] ({profile}, {ablations.label}) in {workdir}")
+            CycleRunner(workdir, db, config, experiment_id, ablations, seed_ids, docker, console).run(cycles)
+        finally:
+            db.close()
+    return name
