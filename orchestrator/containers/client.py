@@ -25,3 +25,11 @@ def docker_client() -> docker.DockerClient:
             "containers: start the Docker daemon (or check DOCKER_HOST and your permissions)."
         ) from None
     return client
+
+
+def daemon_name(client: docker.DockerClient) -> str:
+    """The name of the machine the daemon runs on (what evaluated a candidate), or "" if unknown."""
+    try:
+        return str(client.info().get("Name", ""))
+    except docker.errors.DockerException:
+        return ""

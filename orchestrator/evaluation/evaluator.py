@@ -20,6 +20,7 @@ from contracts.sandbox import (CANDIDATE_FAILED_EXIT, CANDIDATE_FILE, CHECK_REPO
                                LOGITS_FILE, PREDICT_IMAGES, STATUS_FILE, TRAIN_IMAGES, TRAIN_LABELS,
                                TRAIN_REPORT_FILE, WEIGHTS_FILE, CheckReport, TrainReport)
 from orchestrator.config import EvaluationConfig
+from orchestrator.containers.client import daemon_name
 from orchestrator.containers.hardened import Phase, PhaseOutcome, run_phase
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.data import PreparedDataset
@@ -44,6 +45,7 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self.protocol = make_protocol(self.config, self.dataset)
+        self.node = daemon_name(self.client)
 
     @property
     def gpu(self) -> int | None:
@@ -55,7 +57,7 @@ class Evaluator:
                                  self.artefacts_root)
         if workdir is None:
             return result
-        result.artefacts = str(workdir)
+        result.artefacts, result.gpu, result.node = str(workdir), self.gpu, self.node
         train_job, predict_job = workdir / "train-job", workdir / "predict-job"
         for job_dir in (train_job, predict_job):
             job_dir.mkdir(parents=True)
@@ -71,6 +73,7 @@ class Evaluator:
              self.dataset.path("train_labels"): f"{DATA_DIR}/{TRAIN_LABELS}"},
             train_out, labels, gpu=self.gpu), self.protocol.train_limits)
         result.train_seconds = round(outcome.seconds, 3)
+        result.add_log("train", outcome.log_tail)
         if phase_failed(result, outcome, train_out):
             return result
         max_bytes = self.protocol.train_limits.max_output_bytes
@@ -90,6 +93,7 @@ class Evaluator:
             {predict_job: JOB_DIR, self.scoring.predict_images: f"{DATA_DIR}/{PREDICT_IMAGES}"},
             predict_out, labels, gpu=self.gpu), self.protocol.predict_limits)
         result.predict_seconds = round(outcome.seconds, 3)
+        result.add_log("predict", outcome.log_tail)
         if phase_failed(result, outcome, predict_out):
             return result
         try:
@@ -114,12 +118,16 @@ class Checker:
     artefacts_root: Path
     gpu: int | None = None
 
+    def __post_init__(self) -> None:
+        self.node = daemon_name(self.client)
+
     def evaluate(self, submission: Submission) -> EvaluationResult:
         """Check one program. Raises InfraError when Docker fails (never the candidate's fault)."""
         result, workdir = _begin(submission, self.protocol.id, self.protocol.max_source_bytes, self.image,
                                  self.artefacts_root)
         if workdir is None:
             return result
+        result.gpu, result.node = self.gpu, self.node
         job_dir, out_dir = workdir / "check-job", workdir / "check-out"
         job_dir.mkdir(parents=True)
         (job_dir / CANDIDATE_FILE).write_bytes(submission.source)
@@ -129,6 +137,7 @@ class Checker:
                 "check", self.image.id, phase_command("check"), {job_dir: JOB_DIR}, out_dir,
                 {"org.nasloop.candidate": result.sha256}, gpu=self.gpu), self.protocol.limits)
             result.check_seconds = round(outcome.seconds, 3)
+            result.add_log("check", outcome.log_tail)
             if phase_failed(result, outcome, out_dir):
                 return result
             try:

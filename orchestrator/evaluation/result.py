@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+LOG_TAIL_CHARS = 8000
+
 # Every candidate ends in "ok" or exactly one of these ("extraction": no program in the LLM's text).
 FAILURE_KINDS = ("extraction", "syntax", "contract", "import", "instantiate", "forward", "params_over_budget",
                  "timeout", "oom", "crash", "nonfinite", "missing_output", "invalid_output", "infra")
@@ -19,7 +21,7 @@ FAILURE_KINDS = ("extraction", "syntax", "contract", "import", "instantiate", "f
 PROVENANCE = {
     "valid": "host", "failure": "host", "accuracy": "host", "holdout_accuracy": "host",
     "train_seconds": "host", "predict_seconds": "host", "check_seconds": "host", "weights_elements": "host",
-    "params": "sandbox", "learn_seconds": "sandbox",
+    "params": "sandbox", "learn_seconds": "sandbox", "error": "sandbox", "log_tail": "sandbox",
 }
 
 
@@ -48,6 +50,9 @@ class EvaluationResult:
     predict_seconds: float | None = None
     check_seconds: float | None = None
     learn_seconds: float | None = None
+    log_tail: str = ""  # the containers' output, per phase, trimmed and escaped (untrusted text)
+    gpu: int | None = None  # the GPU the containers were given (None: CPU)
+    node: str = ""  # the machine whose Docker daemon ran the containers
     protocol: str = ""
     image: str = ""
     artefacts: str | None = None
@@ -57,6 +62,10 @@ class EvaluationResult:
         assert kind in FAILURE_KINDS, kind
         self.valid, self.failure, self.error = False, kind, message[-2000:]
         return self
+
+    def add_log(self, phase: str, tail: str) -> None:
+        if tail.strip():
+            self.log_tail = (self.log_tail + f"--- {phase} ---\n{tail.rstrip()}\n")[-LOG_TAIL_CHARS:]
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -46,10 +46,15 @@ def store_evaluation(candidate: Candidate, result: EvaluationResult) -> None:
     candidate.outcome = "ok" if result.valid else result.failure
     candidate.error = result.error
     candidate.params = result.params
+    candidate.weights_elements = result.weights_elements
     candidate.accuracy = result.accuracy
     candidate.holdout_accuracy = result.holdout_accuracy
     candidate.train_seconds = result.train_seconds
     candidate.predict_seconds = result.predict_seconds
+    candidate.learn_seconds = result.learn_seconds
+    candidate.log_tail = result.log_tail or None
+    candidate.gpu = result.gpu
+    candidate.node = result.node or None
     candidate.image = result.image
     candidate.protocol = result.protocol
     candidate.artefacts = result.artefacts

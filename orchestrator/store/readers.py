@@ -38,7 +38,9 @@ def export_rows(session: Session, experiments: list[str] | None = None) -> Itera
             "near_dup_text_gen": candidate.near_dup_text_gen, "rejection_count": candidate.rejection_count,
             "selected": bool(candidate.selected), "code_sha256": candidate.code_sha256,
             "nearest_train": candidate.nearest_train, "selection_reason": candidate.selection_reason,
-            "corpus_size": cycle.corpus_size, "protocol": candidate.protocol, "image": candidate.image,
+            "corpus_size": cycle.corpus_size, "weights_elements": candidate.weights_elements,
+            "train_seconds": candidate.train_seconds, "predict_seconds": candidate.predict_seconds,
+            "gpu": candidate.gpu, "node": candidate.node, "protocol": candidate.protocol, "image": candidate.image,
         }
 
 

@@ -83,6 +83,9 @@ class Experiment(Base):
     no_novelty: Mapped[bool] = mapped_column(Boolean, default=False)
     no_threshold: Mapped[bool] = mapped_column(Boolean, default=False)
     no_iteration: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The seed corpus, pinned when the experiment is created: program ids and the hash of their code.
+    seed_program_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    seed_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     cycles: Mapped[list[Cycle]] = relationship(back_populates="experiment", order_by="Cycle.index")
@@ -104,6 +107,7 @@ class Cycle(Base):
     corpus_size: Mapped[int | None] = mapped_column(Integer)  # after this cycle's selection
     finetune_loss: Mapped[float | None] = mapped_column(Float)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    code_version: Mapped[str | None] = mapped_column(String)  # the code that ran this cycle
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -126,11 +130,16 @@ class Candidate(Base):
     # Evaluation (None until evaluated): "ok" or a failure kind ("extraction" when no code).
     outcome: Mapped[str | None] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(Text)
-    params: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[int | None] = mapped_column(Integer)  # counted by the sandbox's runner
+    weights_elements: Mapped[int | None] = mapped_column(Integer)  # counted by the host in the weights file
     accuracy: Mapped[float | None] = mapped_column(Float)
     holdout_accuracy: Mapped[float | None] = mapped_column(Float)
     train_seconds: Mapped[float | None] = mapped_column(Float)
     predict_seconds: Mapped[float | None] = mapped_column(Float)
+    learn_seconds: Mapped[float | None] = mapped_column(Float)
+    log_tail: Mapped[str | None] = mapped_column(Text)  # the containers' output, trimmed and escaped
+    gpu: Mapped[int | None] = mapped_column(Integer)  # the GPU that evaluated it (None: CPU)
+    node: Mapped[str | None] = mapped_column(String)  # the machine that evaluated it
     image: Mapped[str | None] = mapped_column(String)
     protocol: Mapped[str | None] = mapped_column(String)
     artefacts: Mapped[str | None] = mapped_column(String)
