@@ -61,6 +61,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Write-ahead logging: readers (`nasloop status`, the dashboard) never block the cycle's writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
