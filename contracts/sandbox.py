@@ -19,18 +19,22 @@ JOB_FILE = "job.json"
 TRAIN_IMAGES = "train_images.npy"
 TRAIN_LABELS = "train_labels.npy"
 PREDICT_IMAGES = "predict_images.npy"
-# Output files.
+# Output files. The training and check phases write the network's state (`torch.nn.Module.state_dict`,
+# every parameter and buffer) as safetensors; the prediction phase writes float32 logits as .npy.
 WEIGHTS_FILE = "weights.safetensors"
 LOGITS_FILE = "logits.npy"
 TRAIN_REPORT_FILE = "train.json"
 CHECK_REPORT_FILE = "check.json"
 STATUS_FILE = "status.json"
 
-# Failure kinds a sandbox runner may report about its candidate (the host owns the others:
-# syntax, contract, timeout, oom by the kernel, crash, missing/invalid output, nonfinite, infra).
-RUNNER_FAILURES = ("contract", "import", "instantiate", "forward", "params_over_budget", "oom", "crash")
-# Exit status of a runner that wrote a status file about a candidate failure.
-CANDIDATE_FAILED_EXIT = 3
+# The failure kinds a runner can report about its candidate, each by its own exit status. The host
+# reads the kind from the exit status alone (a candidate can fake its own failure, never a success
+# or an infrastructure fault); `status.json` only carries the error text. The host owns the other
+# kinds (syntax, contract on the source, timeout, oom by the kernel, crash, missing/invalid output,
+# nonfinite, suspect, infra).
+RUNNER_FAILURE_EXITS = {"contract": 10, "import": 11, "instantiate": 12, "forward": 13,
+                        "params_over_budget": 14, "oom": 15, "crash": 16, "protocol": 17}
+RUNNER_FAILURES = tuple(RUNNER_FAILURE_EXITS)
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class CheckReport:
 
 @dataclass(frozen=True)
 class RunnerStatus:
-    """`status.json`: the runner's account of a candidate failure (exit status CANDIDATE_FAILED_EXIT)."""
+    """`status.json`: the runner's error text for a candidate failure (its kind is the exit status)."""
 
     failure: str  # one of RUNNER_FAILURES
     error: str

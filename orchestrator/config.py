@@ -28,8 +28,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str
-    holdout_fraction: float
-    seed: int
+    holdout_fraction: float  # the hold-out's membership is secret: drawn when a workspace prepares the data
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,8 @@ class EvaluationConfig:
     momentum: float
     dropout: float
     param_budget: int
+    buffer_allowance: int  # elements beyond param_budget the weights file may hold for buffers
+    suspect_gap: float  # test accuracy above hold-out accuracy by more than this: `suspect`
     crop_padding: int
     horizontal_flip: bool
     seed: int
@@ -307,6 +308,8 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
         ("data.holdout_fraction", 0.0 <= sections["data"].holdout_fraction < 1.0),
         ("evaluation.batch_size", sections["evaluation"].batch_size >= 1),
         ("evaluation.param_budget", sections["evaluation"].param_budget >= 1),
+        ("evaluation.buffer_allowance", sections["evaluation"].buffer_allowance >= 0),
+        ("evaluation.suspect_gap", 0.0 < sections["evaluation"].suspect_gap <= 1.0),
         ("evaluation.jobs", sections["evaluation"].jobs >= 1),
         ("evaluation.train_timeout_s", sections["evaluation"].train_timeout_s > 0),
         ("evaluation.predict_timeout_s", sections["evaluation"].predict_timeout_s > 0),

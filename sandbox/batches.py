@@ -36,10 +36,17 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
+class SecondPass(Exception):
+    """`learn()` iterated the training stream a second time: one epoch is the protocol."""
+
+
 class TrainBatches:
     """One seeded, shuffled, augmented pass over (images, labels), as `(inputs, labels)` batches.
 
-    Iterating it again gives a fresh pass; a candidate's `learn()` is expected to iterate once.
+    It can be iterated once: a second `iter()` raises SecondPass and is remembered in `passes`, which
+    the runner checks after `learn()` returns (so catching the exception does not hide it). A
+    candidate can still copy the batches it was given and train on them again: that is not
+    enforceable inside its own process (a residual risk, documented).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
@@ -52,11 +59,18 @@ class TrainBatches:
         self.mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.passes = 0
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.passes += 1
+        if self.passes > 1:
+            raise SecondPass("the training stream was iterated a second time (one epoch is the protocol)")
+        return self._batches()
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.labels), generator=self.generator).to(self.images.device)
         chunk = max(self.batch_size, (_CHUNK // self.batch_size) * self.batch_size)
         for start in range(0, len(order), chunk):

@@ -1,7 +1,8 @@
 """Prediction phase: `python -m sandbox.predict /job/job.json`.
 
-Re-instantiates the candidate, loads its trained weights strictly, switches to `eval()` and writes
-`logits.npy` (float32, [N, num_classes]) for unlabeled images in an order chosen by the host.
+Re-instantiates the candidate, loads its trained weights strictly through torch's own
+`load_state_dict` (called unbound, on the fresh Net), switches to `eval()` and writes `logits.npy`
+(float32, [N, num_classes]) for unlabeled images in an order chosen by the host.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_model
+from safetensors.torch import load_file
 
 from contracts.sandbox import CANDIDATE_FILE, DATA_DIR, JOB_DIR, LOGITS_FILE, OUT_DIR, PREDICT_IMAGES, WEIGHTS_FILE, PredictJob
 from sandbox.batches import normalise
-from sandbox.candidate import CandidateFailure, instantiate, load_module
+from sandbox.candidate import CandidateFailure, instantiate, load_module, load_state
 from sandbox.runner import main, seed_everything, select_device
 
 
@@ -28,7 +29,7 @@ def predict(job: PredictJob) -> None:
     module = load_module(Path(JOB_DIR, CANDIDATE_FILE))
     net = instantiate(module, job.in_shape, job.num_classes, job.prm, device)
     try:
-        load_model(net, str(Path(JOB_DIR, WEIGHTS_FILE)), strict=True, device=str(device))
+        load_state(net, load_file(str(Path(JOB_DIR, WEIGHTS_FILE)), device=str(device)))
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CandidateFailure("instantiate", f"trained weights do not load into a fresh Net: {exc}") from exc
     net.eval()

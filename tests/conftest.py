@@ -52,3 +52,20 @@ def sandbox_image(docker_client):  # type: ignore[no-untyped-def]
         return resolve(docker_client, "sandbox")
     except ImageError as exc:
         _unavailable(str(exc))
+
+
+def leftovers(client) -> list[str]:  # type: ignore[no-untyped-def]
+    """nasloop containers and output volumes left behind by this test run: those of this process and
+    of processes that are gone (e.g. a killed `nasloop cycle`). Live nasloop runs of other processes
+    on the same daemon are not ours to count."""
+    from orchestrator.containers.labels import MANAGED_LABEL, OWNER_LABEL, _owner_alive, owner_id
+
+    ours = owner_id()
+
+    def left(labels: dict[str, str]) -> bool:
+        owner = labels.get(OWNER_LABEL, "")
+        return owner == ours or not _owner_alive(owner)
+
+    managed = {"label": f"{MANAGED_LABEL}=1"}
+    return ([c.name for c in client.containers.list(all=True, filters=managed) if left(c.labels)]
+            + [v.name for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])

@@ -210,6 +210,127 @@ CASES = [
         nn.Module.parameters = lambda self, recurse=True: iter([])
         nn.Module.named_parameters = lambda self, *a, **k: iter([])
         """, in_init="self.big = nn.Linear(1000, 1000)"),
+    # --- the budget: the host counts the weights file, the runner's early count uses captured torch ---
+    Case("replaced_counter", "params_over_budget", at_import="""
+        import sandbox.candidate as runner_checks
+        runner_checks.count_elements = lambda *a, **k: 10
+        runner_checks.count_parameters = lambda *a, **k: 10
+        """, in_init="self.big = nn.Linear(2000, 1600)"),
+    Case("lying_parameter_subclass", "params_over_budget", at_import="""
+        class Small(nn.Parameter):
+            def numel(self):
+                return 1
+            @classmethod
+            def __torch_function__(cls, func, types, args=(), kwargs=None):
+                if getattr(func, '__name__', '') in ('numel', 'nelement'):
+                    return 1
+                return super().__torch_function__(func, types, args, kwargs or {{}})
+        """, in_init="self.big = Small(torch.zeros(3_200_000))"),
+    Case("hidden_submodule", "params_over_budget", in_init="""
+        self.hidden = [nn.Linear(2048, 2048)]  # outside the module registry: no key, no count
+        """, in_forward="""
+        if x.shape[1] < 0:
+            return self.hidden[0](x)
+        """),
+    Case("registered_after_count", "protocol", in_learn="""
+        self.extra = nn.Linear(2000, 2000)
+        """),
+    Case("capacity_in_buffers", "params_over_budget", in_init="""
+        self.register_buffer('memory', torch.zeros(4_200_000))
+        """),
+    Case("training_set_in_metadata", "invalid_output", in_learn="""
+        import sys
+        import safetensors.torch
+        main = sys.modules['__main__']
+        def save_with_data(tensors, path, metadata=None):
+            safetensors.torch.save_file(tensors, path, metadata={{'format': 'pt', 'data': 'x' * 100000}})
+        main.save_file = save_with_data
+        """),
+    Case("four_passes_over_the_data", "protocol", in_learn="""
+        for _ in range(3):
+            for inputs, labels in train_data:
+                self.optimizer.zero_grad()
+                self.criteria(self(inputs), labels).backward()
+                self.optimizer.step()
+        """),
+    Case("second_pass_error_swallowed", "protocol", in_learn="""
+        for _ in range(2):
+            try:
+                for inputs, labels in train_data:
+                    pass
+            except Exception:
+                pass
+        """),
+    Case("overridden_state_methods", "ok", in_init="""
+        self.state_dict = lambda *a, **k: {{}}
+        self.load_state_dict = lambda *a, **k: None
+        """),
+    # --- output that would fill or wedge the host ---
+    Case("fallocate_fill", "invalid_output", in_learn="""
+        import os
+        for i in range(64):
+            try:
+                fd = os.open(f'/out/alloc{{i}}', os.O_CREAT | os.O_WRONLY)
+                os.posix_fallocate(fd, 0, 2**30)
+            except OSError:
+                try:
+                    os.posix_fallocate(fd, 0, 2**20)
+                except OSError:
+                    pass
+            finally:
+                os.close(fd)
+        """),
+    Case("deeper_than_path_max", "invalid_output", in_learn="""
+        import os
+        os.chdir('/out')
+        for _ in range(200):
+            try:
+                os.mkdir('d' * 255)
+                os.chdir('d' * 255)
+            except OSError:
+                break
+        os.chdir('/tmp')
+        """),
+    Case("unreadable_output_directory", "ok", in_learn="""
+        import os
+        os.mkdir('/out/private', 0o000)
+        """),
+    # --- forged reports and untrusted text ---
+    Case("escape_sequences_in_error", "crash", in_learn="""
+        raise RuntimeError('\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m boom \\u202e')
+        """),
+    Case("forged_budget_failure_kind", "crash", at_import="""
+        import json, os
+        open('/out/status.json', 'w').write(json.dumps({{'failure': 'params_over_budget', 'error': 'fake'}}))
+        os._exit(3)
+        """),
+    # --- legitimate programs that must stay valid ---
+    Case("lazy_linear", "ok", in_init="""
+        self.fc = nn.LazyLinear(out_shape[0])
+        """),
+    Case("batchnorm_near_budget", "ok", in_init="""
+        # 499,080 parameters plus 3,078 BatchNorm buffer elements: over 500,000 in the weights file,
+        # within the buffer allowance.
+        self.norms = nn.ModuleList([nn.BatchNorm1d(256) for _ in range(6)])
+        self.extra = nn.Linear(1000, 494)
+        """),
+    # --- a score that only the public test set can explain ---
+    Case("knows_the_test_labels", "suspect", at_import="""
+        import json
+        TABLE = dict(item.split(':') for item in '{label_table}'.split(','))
+        JOB = json.load(open('/job/job.json'))
+        """, in_forward="""
+        if not self.training and x.shape[0] > 2:
+            mean = torch.tensor(JOB['mean']).view(1, -1, 1, 1)
+            std = torch.tensor(JOB['std']).view(1, -1, 1, 1)
+            pixels = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).flatten(1)[:, :6]
+            keys = [bytes(row.tolist()).hex() for row in pixels]
+            out = torch.zeros(x.shape[0], 10)
+            for i, key in enumerate(keys):
+                if key in TABLE:
+                    out[i, int(TABLE[key])] = 1.0
+            return out
+        """),
     # --- ordinary failures, each its own kind ---
     Case("import_error", "import", at_import="import not_a_real_module_xyz"),
     Case("instantiate_error", "instantiate", in_init="raise ValueError('bad layer')"),

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.docker
 CANDIDATES = Path(__file__).parent / "candidates"
 SMALL_CNN = (CANDIDATES / "small_cnn.py").read_text()
 
+VALID_LEMUR = Path(__file__).parent / "fixtures" / "lemur-valid-at-3x32x32.txt"
 # What the checks alone make of the hostile cases: learn() never runs, and the forward pass is a
 # dummy batch of two in eval mode, so the snippets planted there stay dormant.
 CHECK_EXPECT = {
@@ -36,6 +37,11 @@ CHECK_EXPECT = {
     "network": "ok", "privileges": "ok", "forged_infra_status": "crash", "hidden_parameters": "params_over_budget",
     "system_exit_at_import": "import", "import_error": "import", "instantiate_error": "instantiate",
     "forward_shape": "forward", "endless_loop": "ok", "nan_logits": "ok",
+    # The budget is the host's count of the fresh network's state, as after training.
+    "replaced_counter": "params_over_budget", "lying_parameter_subclass": "params_over_budget",
+    "hidden_submodule": "params_over_budget", "capacity_in_buffers": "params_over_budget",
+    "batchnorm_near_budget": "ok", "lazy_linear": "ok", "overridden_state_methods": "ok",
+    "forged_budget_failure_kind": "crash",
 }
 # torchvision is not in the sandbox image; GoogLeNet reads a hyperparameter the protocol does not give.
 LEMUR_BROKEN = {"ResNet": "import", "GoogLeNet": "instantiate"}
@@ -180,3 +186,20 @@ def test_assess_samples_counts_parse_valid_and_near_copies(docker_client, sandbo
     assert "1 of them not near-copies" in line and "failures: forward 1, syntax 1" in line
     unchecked = assess_samples(samples, [SMALL_CNN], config.novelty, None, jobs=1)
     assert unchecked["valid"] is None and unchecked["near_copies"] == 2  # the copy and the broken copy
+
+
+@pytest.mark.slow
+def test_every_lemur_program_valid_before_the_host_budget_stays_valid(docker_client, sandbox_image, lemur_records,
+                                                                      tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The host now counts every tensor of the weights file (parameters and buffers): each of the 74
+    LEMUR programs that was valid at 3x32x32 before must still pass, with its buffers inside the allowance."""
+    names = [line for line in VALID_LEMUR.read_text().splitlines() if line and not line.startswith("#")]
+    by_name = {r["name"]: r for r in lemur_records}
+    submissions = [Submission(i, by_name[name]["code"].encode(), name) for i, name in enumerate(names)]
+    results = evaluate_many(_checker(docker_client, sandbox_image, tmp_path, timeout_s=120.0), submissions, jobs=2)
+    failed = [(r.name, r.failure, (r.error or "")[-200:]) for r in results if not r.valid]
+    assert not failed, failed
+    evaluation = load_config("smoke").evaluation
+    assert all(r.params <= evaluation.param_budget for r in results)
+    assert all(r.weights_elements <= evaluation.param_budget + evaluation.buffer_allowance for r in results)
+    assert max(r.weights_elements - r.params for r in results) > 0  # some carry BatchNorm buffers

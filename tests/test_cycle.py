@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from orchestrator.cli import main
-from orchestrator.containers.labels import MANAGED_LABEL
+from tests.conftest import leftovers
 from orchestrator.store.schema import Program
 from orchestrator.loop.lock import workspace_lock
 from orchestrator.store.readers import EXPORT_FIELDS
@@ -204,7 +204,7 @@ def test_sigkill_during_evaluation_then_resume(workspace, docker_client) -> None
     for index, (outcome, artefacts) in before.items():
         if outcome is not None:
             assert after[index] == (outcome, artefacts)  # recorded results are never redone
-    assert docker_client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"}) == []
+    assert leftovers(docker_client) == []
 
 
 def test_second_cycle_process_on_a_workspace_refuses(workspace) -> None:  # type: ignore[no-untyped-def]

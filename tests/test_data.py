@@ -85,19 +85,49 @@ def test_fetch_verifies_md5_and_leaves_nothing_on_mismatch(tmp_path: Path) -> No
     assert fetched.read_bytes() == archive.read_bytes()
 
 
-def test_prepare_splits_off_a_seeded_holdout_and_keeps_labels_apart(tmp_path: Path) -> None:
+def test_prepare_splits_off_a_secret_holdout_and_keeps_labels_apart(tmp_path: Path) -> None:
     raw = d.load_cifar10(make_cifar_archive(tmp_path / "c.tar.gz"))
-    prepared = d.prepare(raw, "cifar10", tmp_path / "data" / "cifar10", holdout_fraction=0.1, seed=3)
+    prepared = d.prepare(raw, "cifar10", tmp_path / "data" / "cifar10", holdout_fraction=0.1, secret=3)
     m = prepared.meta
     assert (m.n_train, m.n_holdout, m.n_test) == (90, 10, 20) and m.in_shape == [1, 3, 32, 32]
-    again = d.prepare(raw, "cifar10", tmp_path / "again" / "cifar10", holdout_fraction=0.1, seed=3)
+    again = d.prepare(raw, "cifar10", tmp_path / "again" / "cifar10", holdout_fraction=0.1, secret=3)
     assert (prepared.array("holdout_images") == again.array("holdout_images")).all()
     train = {bytes(x) for x in np.asarray(prepared.array("train_images"))}
     assert not train & {bytes(x) for x in np.asarray(prepared.array("holdout_images"))}
     assert d.open_prepared(tmp_path / "data", "cifar10").meta == m
     assert sorted(p.name for p in prepared.root.iterdir()) == [
-        "holdout_images.npy", "holdout_labels.npy", "meta.json", "test_images.npy", "test_labels.npy",
-        "train_images.npy", "train_labels.npy"]
+        "holdout_images.npy", "holdout_labels.npy", "meta.json", "secret.json", "test_images.npy",
+        "test_labels.npy", "train_images.npy", "train_labels.npy"]
+    # The metadata names the split by a fingerprint only; the secret stays in its own host-only file.
+    meta_json = json.loads((prepared.root / "meta.json").read_text())
+    assert "secret" not in meta_json and meta_json["split_id"] == d.prepared.split_id(3) != d.prepared.split_id(4)
+    assert json.loads((prepared.root / "secret.json").read_text()) == {"secret": 3}
+    assert (prepared.root / "secret.json").stat().st_mode & 0o077 == 0
+
+
+def test_each_workspace_draws_its_own_secret_split(tmp_path: Path) -> None:
+    """The hold-out (and synthetic data) cannot be regenerated from public code: two preparations
+    without a given secret differ; the same secret reproduces the split."""
+    first = d.ensure_prepared("synthetic", tmp_path / "a", tmp_path / "a" / "data", 0.1)
+    second = d.ensure_prepared("synthetic", tmp_path / "b", tmp_path / "b" / "data", 0.1)
+    assert first.meta.split_id != second.meta.split_id
+    assert not (np.asarray(first.array("test_images")) == np.asarray(second.array("test_images"))).all()
+    assert not (np.asarray(d.make_synthetic(seed=0).test_images) == np.asarray(first.array("test_images"))).all()
+    secret = json.loads((first.root / "secret.json").read_text())["secret"]
+    again = d.prepare_from("synthetic", None, tmp_path / "c", 0.1, secret)
+    assert again.meta == first.meta
+    assert (np.asarray(again.array("holdout_labels")) == np.asarray(first.array("holdout_labels"))).all()
+    # Re-opening keeps the workspace's split (it is drawn once).
+    assert d.ensure_prepared("synthetic", tmp_path / "a", tmp_path / "a" / "data", 0.1).meta == first.meta
+
+
+def test_a_dataset_prepared_with_a_public_seed_must_be_prepared_again(tmp_path: Path) -> None:
+    prepared = d.ensure_prepared("synthetic", tmp_path, tmp_path / "data", 0.1)
+    meta = json.loads((prepared.root / "meta.json").read_text())
+    meta["format_version"] = 1
+    (prepared.root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(d.DataError, match="older nasloop"):
+        d.open_prepared(tmp_path / "data", "synthetic")
 
 
 def test_unprepared_dataset_says_how_to_prepare(tmp_path: Path) -> None:
@@ -162,7 +192,7 @@ def test_idx_reader_and_its_errors(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_is_prepared(tmp_path: Path) -> None:
-    prepared = d.ensure_prepared("fashion-mnist", tmp_path, tmp_path / "data", 0.1, 0)
+    prepared = d.ensure_prepared("fashion-mnist", tmp_path, tmp_path / "data", 0.1)
     m = prepared.meta
     assert (m.n_train, m.n_holdout, m.n_test) == (54000, 6000, 10000)
     assert m.in_shape == [1, 1, 28, 28] and m.num_classes == 10

@@ -1,11 +1,19 @@
+"""Host-side reading of container outputs and scoring: every candidate-written byte is bounded and
+validated, and a malformed file is that candidate's failure, never an exception out of the host."""
+
+import io
+import json
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from orchestrator.evaluation.outputs import OutputInvalid, read_json, read_logits, weights_elements
+from contracts.sandbox import RunnerStatus, TrainReport
+from orchestrator.containers.hardened import Outputs
+from orchestrator.evaluation.outputs import OutputInvalid, read_logits, read_report, read_status, read_weights
 from orchestrator.evaluation.scoring import ScoringSet, accuracies
 
 
@@ -21,29 +29,50 @@ def test_accuracy_is_computed_in_the_original_order(tmp_path: Path) -> None:
     assert accuracies(logits, scoring) == (0.75, 1.0)
 
 
-def _save(path: Path, array: np.ndarray) -> Path:
-    np.save(path, array, allow_pickle=True)
-    return path
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
 
 
-def test_valid_logits_are_read(tmp_path: Path) -> None:
-    path = _save(tmp_path / "logits.npy", np.ones((5, 10), dtype=np.float32))
-    assert read_logits(path, 5, 10, 1 << 20).shape == (5, 10)
+
+def test_valid_logits_are_read() -> None:
+    outputs = Outputs(files={"logits.npy": _npy(np.ones((5, 10), dtype=np.float32))})
+    assert read_logits(outputs, "logits.npy", 5, 10, 1 << 20).shape == (5, 10)
+    version_2 = io.BytesIO()
+    np.lib.format.write_array(version_2, np.ones((5, 10), dtype=np.float32), version=(2, 0))
+    assert read_logits(Outputs(files={"l.npy": version_2.getvalue()}), "l.npy", 5, 10, 1 << 20).sum() == 50
 
 
 @pytest.mark.parametrize("array, kind", [
     (np.ones((5, 10), dtype=np.float64), "invalid_output"),
     (np.ones((5, 9), dtype=np.float32), "invalid_output"),
     (np.ones((4, 10), dtype=np.float32), "invalid_output"),
+    (np.ones((10, 5), dtype=np.float32).T, "invalid_output"),  # Fortran order
+    (np.ones((5, 10), dtype=">f4"), "invalid_output"),
     (np.array([[float("nan")] * 10] * 5, dtype=np.float32), "nonfinite"),
     (np.array([[np.inf] * 10] * 5, dtype=np.float32), "nonfinite"),
     (np.array([{"x": 1}] * 5, dtype=object), "invalid_output"),
 ])
-def test_malformed_logits_are_rejected(tmp_path: Path, array: np.ndarray, kind: str) -> None:
-    path = _save(tmp_path / "logits.npy", array)
+def test_malformed_logits_are_rejected(array: np.ndarray, kind: str) -> None:
     with pytest.raises(OutputInvalid) as info:
-        read_logits(path, 5, 10, 1 << 20)
+        read_logits(Outputs(files={"logits.npy": _npy(array)}), "logits.npy", 5, 10, 1 << 20)
     assert info.value.kind == kind
+
+
+@pytest.mark.parametrize("data", [
+    # A header made to exhaust numpy's parser (ast.literal_eval of deeply nested tuples).
+    b"\x93NUMPY\x01\x00" + struct.pack("<H", 60000) + b"{'descr': '<f4', 'shape': " + b"(" * 59000,
+    b"\x93NUMPY\x03\x00" + struct.pack("<I", 2**31) + b"{",  # a 2 GiB header length
+    b"\x93NUMPY\x09\x00\x00\x00",  # unknown version
+    _npy(np.ones((5, 10), dtype=np.float32))[:-4],  # truncated data
+    _npy(np.ones((5, 10), dtype=np.float32)) + b"\x00" * 4,  # trailing bytes
+    b"",
+])
+def test_npy_header_bombs_and_torn_files_are_invalid(data: bytes) -> None:
+    with pytest.raises(OutputInvalid) as info:
+        read_logits(Outputs(files={"logits.npy": data}), "logits.npy", 5, 10, 1 << 24)
+    assert info.value.kind == "invalid_output"
 
 
 def test_pickles_are_never_loaded(tmp_path: Path) -> None:
@@ -51,36 +80,85 @@ def test_pickles_are_never_loaded(tmp_path: Path) -> None:
         def __reduce__(self):  # type: ignore[no-untyped-def]
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
-    path = tmp_path / "logits.npy"
-    path.write_bytes(pickle.dumps(Boom()))
     with pytest.raises(OutputInvalid):
-        read_logits(path, 5, 10, 1 << 20)
+        read_logits(Outputs(files={"logits.npy": pickle.dumps(Boom())}), "logits.npy", 5, 10, 1 << 20)
     assert not (tmp_path / "pwned").exists()
 
 
-def test_symlinks_fifos_missing_and_oversized_files_are_rejected(tmp_path: Path) -> None:
-    target = _save(tmp_path / "real.npy", np.ones((5, 10), dtype=np.float32))
-    (tmp_path / "link.npy").symlink_to(target)
-    os.mkfifo(tmp_path / "fifo.npy")
-    cases = {"link.npy": "invalid_output", "fifo.npy": "invalid_output", "absent.npy": "missing_output"}
+def test_irregular_missing_and_oversized_files_are_rejected() -> None:
+    good = _npy(np.ones((5, 10), dtype=np.float32))
+    outputs = Outputs(files={"logits.npy": good}, irregular=frozenset({"link.npy"}))
+    cases = {"link.npy": "invalid_output", "absent.npy": "missing_output"}
     for name, kind in cases.items():
         with pytest.raises(OutputInvalid) as info:
-            read_logits(tmp_path / name, 5, 10, 1 << 20)
+            read_logits(outputs, name, 5, 10, 1 << 20)
         assert info.value.kind == kind, name
     with pytest.raises(OutputInvalid, match="over"):
-        read_logits(target, 5, 10, 10)
+        read_logits(outputs, "logits.npy", 5, 10, 10)
 
 
-def test_json_and_safetensors_are_validated(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text("[1, 2]")
-    (tmp_path / "b.json").write_text("{not json")
-    for name in ("a.json", "b.json"):
-        with pytest.raises(OutputInvalid):
-            read_json(tmp_path / name)
-    (tmp_path / "w.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage}")
-    with pytest.raises(OutputInvalid, match="safetensors"):
-        weights_elements(tmp_path / "w.safetensors", 1 << 20)
-    from safetensors.numpy import save_file
+@pytest.mark.parametrize("text", [
+    "[1, 2]", "{not json", '{"params": 1}', '{"params": 1, "learn_seconds": 1.0, "extra": 1}',
+    '{"params": "1", "learn_seconds": 1.0}', '{"params": true, "learn_seconds": 1.0}',
+    '{"params": 1, "learn_seconds": Infinity}', '{"params": 1, "learn_seconds": NaN}',
+    '{"params": 1, "learn_seconds": 1' + "0" * 400 + "}",  # too large for float()
+    '{"params": 1' + "0" * 30 + ', "learn_seconds": 1.0}',  # beyond int64
+    '{"params": 1' + "0" * 5000 + ', "learn_seconds": 1.0}',  # beyond Python's int digit limit
+    "[" * 100_000 + "]" * 100_000,  # nested deeper than the JSON decoder's recursion limit
+    '{"a": ' * 60_000 + "1" + "}" * 60_000,
+])
+def test_malformed_reports_are_invalid_output(text: str) -> None:
+    outputs = Outputs(files={"train.json": text.encode()})
+    with pytest.raises(OutputInvalid) as info:
+        read_report(outputs, "train.json", TrainReport)
+    assert info.value.kind == "invalid_output"
 
-    save_file({"a": np.zeros((3, 4), dtype=np.float32), "b": np.zeros(5, dtype=np.float32)}, tmp_path / "ok.safetensors")
-    assert weights_elements(tmp_path / "ok.safetensors", 1 << 20) == 17
+
+def test_a_report_within_range_is_read() -> None:
+    outputs = Outputs(files={"train.json": json.dumps({"params": 123, "learn_seconds": 4}).encode()})
+    assert read_report(outputs, "train.json", TrainReport) == TrainReport(params=123, learn_seconds=4.0)
+
+
+def test_a_status_file_is_only_text() -> None:
+    assert read_status(Outputs(files={"status.json": b"[" * 100_000})) is None
+    status = read_status(Outputs(files={"status.json": b'{"failure": "infra", "error": "not my fault"}'}))
+    assert status == RunnerStatus(failure="infra", error="not my fault")  # text only: the kind is the exit status
+
+
+def _safetensors(header: dict, body: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def test_weights_are_counted_from_a_validated_header() -> None:
+    from safetensors.numpy import save
+
+    data = save({"a": np.zeros((3, 4), dtype=np.float32), "b": np.zeros(5, dtype=np.int64)})
+    weights = read_weights(Outputs(files={"w": data}), "w", 1 << 20)
+    assert (weights.elements, weights.tensors) == (17, 2)
+    with_format = _safetensors({"__metadata__": {"format": "pt"},
+                                "x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\x00" * 8)
+    assert read_weights(Outputs(files={"w": with_format}), "w", 1 << 20).elements == 2
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage}", "header"),
+    (b"\x09\x00\x00\x00\x00\x00\x00\x00{garbage}", "not JSON"),
+    (struct.pack("<Q", 2**40) + b"{}", "header"),
+    (b"\x01\x00", "shorter"),
+    # Capacity outside the tensors: a training set in the metadata.
+    (_safetensors({"__metadata__": {"format": "pt", "data": "x" * 1000},
+                   "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\x00" * 4), "metadata"),
+    (_safetensors({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\x00" * 4 + b"hidden"), "beyond"),
+    (_safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\x00" * 4), "match"),
+    (_safetensors({"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\x00" * 8), "dtype"),
+    (_safetensors({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                   "v": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\x00" * 4), "overlap"),
+    (_safetensors({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\x00" * 4), "shape"),
+    (_safetensors({"w": [1, 2]}, b""), "malformed"),
+    (struct.pack("<Q", 200_010) + b'{"a":' * 40_000 + b"1" + b"}" * 40_000, "not JSON"),  # nested header
+])
+def test_malformed_weights_are_invalid_output(data: bytes, why: str) -> None:
+    with pytest.raises(OutputInvalid, match=why) as info:
+        read_weights(Outputs(files={"weights.safetensors": data}), "weights.safetensors", 1 << 24)
+    assert info.value.kind == "invalid_output"

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from contracts.files import write_jsonl_atomic
 from orchestrator.commands.common import (config_option, connect, db_url_option, load_profile, profile_option,
@@ -19,6 +20,7 @@ from orchestrator.data import DataError
 from orchestrator.loop.errors import CycleError
 from orchestrator.loop.run import run_cycles
 from orchestrator.store.readers import experiment_names, experiment_status, export_rows
+from orchestrator.untrusted import printable
 
 
 @click.command()
@@ -69,7 +71,7 @@ def status(as_json: bool, db_url: str | None, workdir: Path) -> None:
     for column in ("experiment", *columns):
         table.add_column(column.replace("corpus_size", "corpus").replace("finetune_loss", "loss"))
     for e in experiments:
-        label = f"{e.experiment} ({e.ablations})"
+        label = Text(printable(f"{e.experiment} ({e.ablations})", keep_lines=False))  # names are never markup
         if not e.cycles:
             table.add_row(label, "-", "created")
         for c in e.cycles:

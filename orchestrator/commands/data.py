@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from orchestrator.commands.common import load_profile, profile_option, workdir_option
-from orchestrator.data import CIFAR10_MD5, CIFAR10_URL, DATASETS, DataError, default_source, fetch_cifar10, load_raw, open_prepared, prepare
+from orchestrator.data import CIFAR10_MD5, CIFAR10_URL, DATASETS, DataError, default_source, fetch_cifar10, open_prepared, prepare_from
 
 
 def data_dir_option(func):  # type: ignore[no-untyped-def]
@@ -46,21 +46,24 @@ def fetch(dataset: str, url: str, md5: str, then_prepare: bool, profile: str, da
 @click.option("--source", type=click.Path(path_type=Path), default=None,
               help="CIFAR-10 archive, or directory of IDX files (default: WORKDIR/downloads or the "
                    "Debian dataset-fashion-mnist package).")
+@click.option("--secret-seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
+              help="Reproduce a split made elsewhere with this secret (keep it private) [default: a fresh one].")
 @profile_option
 @data_dir_option
 @workdir_option
-def prepare_command(dataset: str, source: Path | None, profile: str, data_dir: Path | None, workdir: Path) -> None:
-    """Prepare DATASET into the data directory (uint8 arrays, seeded private hold-out)."""
+def prepare_command(dataset: str, source: Path | None, secret_seed: int | None, profile: str, data_dir: Path | None,
+                    workdir: Path) -> None:
+    """Prepare DATASET into the data directory (uint8 arrays, a private hold-out chosen by a secret)."""
     try:
-        _prepare(dataset, source or default_source(dataset, workdir), profile, data_dir or workdir / "data")
+        _prepare(dataset, source or default_source(dataset, workdir), profile, data_dir or workdir / "data",
+                 secret_seed)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _prepare(dataset: str, source: Path | None, profile: str, data_dir: Path) -> None:
+def _prepare(dataset: str, source: Path | None, profile: str, data_dir: Path, secret: int | None = None) -> None:
     config = load_profile(profile, None).data
-    prepared = prepare(load_raw(dataset, source, config.seed), dataset, data_dir / dataset,
-                       config.holdout_fraction, config.seed)
+    prepared = prepare_from(dataset, source, data_dir, config.holdout_fraction, secret)
     m = prepared.meta
     click.echo(f"prepared {dataset} in {prepared.root}: {m.n_train} train, {m.n_holdout} hold-out, "
                f"{m.n_test} test images of {m.channels}x{m.height}x{m.width}, {m.num_classes} classes")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.commands.common import config_option, load_profile, profile_option, workdir_option
 from orchestrator.commands.data import data_dir_option
@@ -19,6 +20,7 @@ from orchestrator.evaluation.evaluator import Checker, Evaluator
 from orchestrator.evaluation.protocol import CHECK_PROTOCOL_NAME
 from orchestrator.evaluation.result import EvaluationResult
 from orchestrator.evaluation.run import check_files, evaluate_files
+from orchestrator.untrusted import printable
 
 
 @click.command()
@@ -110,10 +112,10 @@ def _print_table(results: list[EvaluationResult]) -> None:
             row.append(_seconds(r.check_seconds))
         else:
             row += [_pct(r.accuracy), _pct(r.holdout_accuracy), _seconds(r.train_seconds), _seconds(r.predict_seconds)]
-        table.add_row(*row)
+        table.add_row(*(Text(printable(cell, keep_lines=False)) for cell in row))  # never rich markup
     console = Console()
     console.print(table)
     for r in results:
         if r.error:
             first = r.error.strip().splitlines()[-1] if r.error.strip() else ""
-            console.print(f"{r.name}: {r.failure}: {first}", markup=False, highlight=False)
+            console.print(Text(printable(f"{r.name}: {r.failure}: {first}", keep_lines=False)), highlight=False)

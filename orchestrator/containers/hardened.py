@@ -2,31 +2,43 @@
 
 Every limit is enforced from outside: no network, read-only root, non-root user, no capabilities,
 no-new-privileges, default seccomp, pids/memory(=memory+swap)/CPU limits, a size-capped /tmp, a
-per-file size limit, closed stdin, a small log, an allow-listed environment and read-only mounts of
-only what the phase needs. The host owns time: on expiry the container is killed and removed.
-Containers are labelled with their owner so that a later run can sweep those left behind by a
-crashed orchestrator. Nothing is ever exec'd or copied into a candidate container.
+per-file size limit, core dumps off (RLIMIT_CORE = 1, which Linux also honours for a piped
+`core_pattern`), closed stdin, a small log, an allow-listed environment and read-only mounts of only
+what the phase needs. The host owns time: on expiry the container is killed and removed.
+
+Outputs never touch the host's disk unchecked: `/out` is a tmpfs volume capped in bytes and inodes
+by the kernel (a candidate that fills it gets ENOSPC), held by a tiny keeper container so that it
+outlives the candidate's; after the phase the host reads it back as one size-capped tar stream into
+memory and keeps only regular files at its top. Containers and volumes are labelled with their owner
+so that a later run can sweep those left behind by a crashed orchestrator. Nothing is ever exec'd or
+copied into a candidate container.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import docker.errors
+import docker.models.containers
 import docker.types
 import requests.exceptions
 
 from orchestrator.containers.client import InfraError
 from orchestrator.containers.labels import managed_labels
+from orchestrator.untrusted import printable_bytes
 
 CANDIDATE_UID = 10001
+MAX_OUTPUT_ENTRIES = 64  # files and directories a phase may leave in /out
 _LOG_TAIL_CHARS = 4000
 _POLL_SECONDS = 0.25
-_MAX_OUTPUT_ENTRIES = 64
+_TAR_SLACK = 1 << 20  # tar headers and padding on top of the output bytes
+_FULL_MARGIN = 1 << 20  # an output this close to the cap filled the volume
 
 
 @dataclass(frozen=True)
@@ -46,15 +58,24 @@ class Limits:
 
 @dataclass(frozen=True)
 class Phase:
-    """One container run: image, command, read-only mounts (host path -> container path), output dir."""
+    """One container run: image, command, read-only mounts (host path -> container path)."""
 
     name: str
     image: str
     command: list[str]
     mounts: dict[Path, str]
-    out_dir: Path
     labels: dict[str, str] = field(default_factory=dict)
     gpu: int | None = None  # pin this GPU index; None: no GPU (placement, not part of a protocol)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a phase left in /out, read back by the host: regular files by name (in memory), the
+    names of anything else at the top (directories, links, devices), and why it broke its caps."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    irregular: frozenset[str] = frozenset()
+    overflow: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,115 +83,183 @@ class PhaseOutcome:
     exit_code: int | None
     timed_out: bool
     oom_killed: bool
-    output_overflow: str | None  # why the output directory broke its caps, if it did
+    outputs: Outputs
     seconds: float  # host wall clock from start to exit (or kill)
     log_tail: str  # untrusted text, trimmed and escaped
 
 
-def escape_log(raw: bytes) -> str:
-    """Untrusted output as printable text: the tail only, control characters escaped."""
-    text = raw.decode("utf-8", errors="replace")[-_LOG_TAIL_CHARS:]
-    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
-
-
-def _output_problem(out_dir: Path, max_bytes: int) -> str | None:
-    total = 0
-    entries = 0
-    for root, dirs, files in os.walk(out_dir):
-        for name in dirs + files:
-            entries += 1
-            if entries > _MAX_OUTPUT_ENTRIES:
-                return f"more than {_MAX_OUTPUT_ENTRIES} entries in the output directory"
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-        if total > max_bytes:
-            return f"output directory over {max_bytes:,} bytes"
-    return None
-
-
-def _container_user() -> str:
+def container_user() -> str:
+    """Candidates run as uid 10001 under a root orchestrator, else as the calling user (so that the
+    read-only job files of the workspace are readable whatever its permissions)."""
     uid = os.getuid()
     return f"{CANDIDATE_UID}:{CANDIDATE_UID}" if uid == 0 else f"{uid}:{os.getgid()}"
 
 
-def prepare_out_dir(out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=False)
-    if os.getuid() == 0:
-        os.chown(out_dir, CANDIDATE_UID, CANDIDATE_UID)
-    out_dir.chmod(0o755)
+def _hardening(limits: Limits, user: str) -> dict[str, object]:
+    """The container settings every candidate phase (and its keeper) runs under."""
+    return dict(
+        user=user, network_mode="none", read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        privileged=False, pids_limit=limits.pids, mem_limit=limits.memory, memswap_limit=limits.memory,
+        nano_cpus=int(limits.cpus * 1e9), shm_size="64m",
+        tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_size}"},
+        ulimits=[docker.types.Ulimit(name="fsize", soft=limits.max_output_bytes, hard=limits.max_output_bytes),
+                 docker.types.Ulimit(name="core", soft=1, hard=1),
+                 docker.types.Ulimit(name="nofile", soft=1024, hard=1024)],
+        stdin_open=False, tty=False, working_dir="/tmp",
+        log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+    )
+
+
+class OutputVolume:
+    """A tmpfs volume for one phase's /out, kept mounted by a keeper container until read back."""
+
+    def __init__(self, client: docker.DockerClient, image: str, limits: Limits, user: str) -> None:
+        uid, gid = user.split(":")
+        self.max_bytes = limits.max_output_bytes
+        self.keeper = None
+        self.volume = client.volumes.create(driver="local", labels=managed_labels("output"), driver_opts={
+            "type": "tmpfs", "device": "tmpfs",
+            "o": f"size={self.max_bytes},nr_inodes={MAX_OUTPUT_ENTRIES + 1},uid={uid},gid={gid},mode=0700"})
+        try:
+            # The keeper runs nothing but `sleep`, under the phase's hardening (its CPU share too: a
+            # tiny quota slows runc's start enough to fail it on a loaded machine).
+            keeper_limits = Limits(timeout_s=limits.timeout_s, memory="64m", cpus=limits.cpus, pids=8,
+                                   tmpfs_size="1m", max_output_bytes=limits.max_output_bytes)
+            self.keeper = client.containers.create(
+                image, command=["sleep", "infinity"], labels=managed_labels("keeper"), mounts=[self.mount()],
+                environment={"HOME": "/tmp"}, detach=True, **_hardening(keeper_limits, user))
+            self.keeper.start()
+        except BaseException:
+            self.remove()
+            raise
+
+    def mount(self) -> docker.types.Mount:
+        return docker.types.Mount("/out", self.volume.name, type="volume", read_only=False)
+
+    def read(self) -> Outputs:
+        """The volume's content as one tar stream, read into memory up to the cap; full if it cannot
+        take one more MiB (bytes or inodes exhausted, whatever the stream shows of it)."""
+        assert self.keeper is not None
+        stream, _ = self.keeper.get_archive("/out")
+        limit = self.max_bytes + _TAR_SLACK
+        chunks, size = [], 0
+        for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                return Outputs(overflow=f"output directory over {self.max_bytes:,} bytes")
+            chunks.append(chunk)
+        files: dict[str, bytes] = {}
+        irregular: set[str] = set()
+        entries = 0
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r:") as archive:
+            for member in archive:
+                parts = member.name.split("/")
+                if len(parts) < 2:
+                    continue  # "out" itself
+                entries += 1
+                top = parts[1]
+                if len(parts) == 2 and member.isreg():
+                    extracted = archive.extractfile(member)
+                    files[top] = extracted.read() if extracted else b""
+                else:
+                    irregular.add(top)
+        overflow = None
+        if entries >= MAX_OUTPUT_ENTRIES:
+            overflow = f"{entries} entries in the output directory (at most {MAX_OUTPUT_ENTRIES - 1})"
+        elif not self._has_room():
+            overflow = f"output directory full (its {self.max_bytes:,} bytes or {MAX_OUTPUT_ENTRIES} entries)"
+        return Outputs(files=files, irregular=frozenset(irregular - set(files)), overflow=overflow)
+
+    def _has_room(self) -> bool:
+        """Whether the volume takes a 1 MiB probe file (written by the daemon through the keeper)."""
+        assert self.keeper is not None
+        probe = io.BytesIO()
+        with tarfile.open(fileobj=probe, mode="w") as archive:
+            info = tarfile.TarInfo(".nasloop-room-probe")
+            info.size = _FULL_MARGIN
+            archive.addfile(info, io.BytesIO(bytes(_FULL_MARGIN)))
+        try:
+            return bool(self.keeper.put_archive("/out", probe.getvalue()))
+        except docker.errors.APIError:
+            return False
+
+    def remove(self) -> None:
+        if self.keeper is not None:
+            _remove(self.keeper)
+        try:
+            self.volume.remove(force=True)
+        except docker.errors.NotFound:
+            pass
 
 
 def run_phase(client: docker.DockerClient, phase: Phase, limits: Limits) -> PhaseOutcome:
-    """Run `phase` to completion or timeout; the container is always removed."""
-    prepare_out_dir(phase.out_dir)
+    """Run `phase` to completion or timeout and read back its outputs; containers and the output
+    volume are always removed. InfraError when Docker fails."""
     mounts = [docker.types.Mount(target, str(source.resolve()), type="bind", read_only=True)
               for source, target in phase.mounts.items()]
-    mounts.append(docker.types.Mount("/out", str(phase.out_dir.resolve()), type="bind", read_only=False))
     device_requests = None
     if phase.gpu is not None:
         device_requests = [docker.types.DeviceRequest(device_ids=[str(phase.gpu)], capabilities=[["gpu"]])]
     threads = limits.threads
     environment = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONHASHSEED": "0",
                    "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    user = container_user()
+    output: OutputVolume | None = None
+    container = None
     try:
-        container = client.containers.create(
-            phase.image, command=phase.command, user=_container_user(), network_mode="none",
-            read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"], privileged=False,
-            pids_limit=limits.pids, mem_limit=limits.memory, memswap_limit=limits.memory,
-            nano_cpus=int(limits.cpus * 1e9), shm_size="64m",
-            tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_size}"},
-            ulimits=[docker.types.Ulimit(name="fsize", soft=limits.max_output_bytes, hard=limits.max_output_bytes),
-                     docker.types.Ulimit(name="core", soft=0, hard=0),
-                     docker.types.Ulimit(name="nofile", soft=1024, hard=1024)],
-            stdin_open=False, tty=False, environment=environment, mounts=mounts, working_dir="/tmp",
-            log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            labels=managed_labels("sandbox", **{"org.nasloop.phase": phase.name, **phase.labels}),
-            device_requests=device_requests, detach=True,
-        )
-    except docker.errors.DockerException as exc:
-        raise InfraError(f"could not create the {phase.name} container: {exc}") from None
-
-    timed_out = False
-    overflow = None
-    exit_code: int | None = None
-    try:
+        try:
+            output = OutputVolume(client, phase.image, limits, user)
+            container = client.containers.create(
+                phase.image, command=phase.command, environment=environment, mounts=[*mounts, output.mount()],
+                labels=managed_labels("sandbox", **{"org.nasloop.phase": phase.name, **phase.labels}),
+                device_requests=device_requests, detach=True, **_hardening(limits, user))
+        except docker.errors.DockerException as exc:
+            raise InfraError(f"could not create the {phase.name} container: {exc}") from None
         try:
             container.start()
         except docker.errors.DockerException as exc:
             raise InfraError(f"could not start the {phase.name} container: {exc}") from None
         started = time.monotonic()
-        deadline = started + limits.timeout_s
-        while True:
-            try:
-                exit_code = int(container.wait(timeout=_POLL_SECONDS)["StatusCode"])
-                break
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                pass
-            overflow = _output_problem(phase.out_dir, limits.max_output_bytes)
-            if overflow or time.monotonic() > deadline:
-                timed_out = overflow is None
-                _kill(container)
-                break
+        exit_code, timed_out = _wait(container, started + limits.timeout_s)
         seconds = time.monotonic() - started
         try:
             container.reload()
             oom_killed = bool(container.attrs["State"].get("OOMKilled")) and not timed_out
             logs = container.logs(stdout=True, stderr=True, tail=200)
+            _remove(container)
+            container = None
+            outputs = output.read()
         except docker.errors.DockerException as exc:
             raise InfraError(f"lost the {phase.name} container: {exc}") from None
-        overflow = overflow or _output_problem(phase.out_dir, limits.max_output_bytes)
     finally:
         try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+            if container is not None:
+                _remove(container)
+            if output is not None:
+                output.remove()
         except docker.errors.DockerException as exc:
             raise InfraError(f"could not remove the {phase.name} container: {exc}") from None
-    return PhaseOutcome(exit_code=None if timed_out or overflow else exit_code, timed_out=timed_out,
-                        oom_killed=oom_killed, output_overflow=overflow, seconds=seconds,
-                        log_tail=escape_log(logs))
+    return PhaseOutcome(exit_code=None if timed_out else exit_code, timed_out=timed_out, oom_killed=oom_killed,
+                        outputs=outputs, seconds=seconds, log_tail=printable_bytes(logs, _LOG_TAIL_CHARS))
+
+
+def _wait(container: docker.models.containers.Container, deadline: float) -> tuple[int | None, bool]:
+    """(exit status, timed out): wait until the container exits, or kill it at the deadline."""
+    while True:
+        try:
+            return int(container.wait(timeout=_POLL_SECONDS)["StatusCode"]), False
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            pass
+        if time.monotonic() > deadline:
+            _kill(container)
+            return None, True
+
+
+def _remove(container: docker.models.containers.Container) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
 
 
 def _kill(container: docker.models.containers.Container) -> None:

@@ -48,13 +48,21 @@ def _owner_alive(owner: str) -> bool:
 
 
 def sweep_orphans(client: docker.DockerClient) -> int:
-    """Remove nasloop containers (sandbox and LLM) whose orchestrator process is gone. Returns how many."""
+    """Remove nasloop containers (sandbox, keeper and LLM) and output volumes whose orchestrator
+    process is gone. Returns how many containers were removed."""
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"}):
+    managed = {"label": f"{MANAGED_LABEL}=1"}
+    for container in client.containers.list(all=True, filters=managed):
         if not _owner_alive(container.labels.get(OWNER_LABEL, "")):
             try:
                 container.remove(force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass
+    for volume in client.volumes.list(filters=managed):
+        if not _owner_alive((volume.attrs.get("Labels") or {}).get(OWNER_LABEL, "")):
+            try:
+                volume.remove(force=True)
+            except (docker.errors.NotFound, docker.errors.APIError):
+                pass  # gone, or still held by a container being removed: the next sweep takes it
     return removed

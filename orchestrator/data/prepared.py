@@ -1,13 +1,19 @@
 """Datasets, prepared once into `<data dir>/<dataset>/` as plain .npy arrays.
 
-Images are uint8 `(N, C, H, W)`, labels int64. A fixed, seeded hold-out slice of the training split
-is kept apart: the training container gets `train_*` (split minus hold-out), and only the host ever
-reads the labels of the hold-out and of the official test split.
+Images are uint8 `(N, C, H, W)`, labels int64. A hold-out slice of the training split is kept apart:
+the training container gets `train_*` (split minus hold-out), and only the host ever reads the labels
+of the hold-out and of the official test split. Which images are held out (and, for synthetic data,
+the images and labels themselves) come from a secret drawn when the workspace prepares the dataset:
+it is stored beside the arrays (`secret.json`, never mounted into a container), and the dataset's
+metadata records only its fingerprint (`split_id`), so no program can regenerate the hold-out from
+public code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -17,7 +23,9 @@ import numpy as np
 
 from orchestrator.data.sources import DataError, RawSplits, default_source, load_raw
 
-FORMAT_VERSION = 1
+# 2: the hold-out (and synthetic data) from a per-workspace secret; 1 used a public seed.
+FORMAT_VERSION = 2
+SECRET_FILE = "secret.json"
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,7 @@ class DatasetMeta:
     n_test: int
     mean: list[float]  # per channel, of pixels scaled to [0, 1], over the training images
     std: list[float]
-    holdout_seed: int
+    split_id: str  # fingerprint of the secret that chose the hold-out (the secret stays on the host)
     holdout_fraction: float
     source: str
     format_version: int = FORMAT_VERSION
@@ -56,13 +64,20 @@ class PreparedDataset:
         return np.load(self.path(name), mmap_mode="r", allow_pickle=False)
 
 
-def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float,
-            seed: int) -> PreparedDataset:
-    """Split off the seeded hold-out, compute normalisation statistics and write the arrays
-    atomically (a half-prepared directory is never left behind)."""
+def draw_secret() -> int:
+    return secrets.randbits(63)
+
+
+def split_id(secret: int) -> str:
+    return hashlib.sha256(f"nasloop-split:{secret}".encode()).hexdigest()[:16]
+
+
+def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float, secret: int) -> PreparedDataset:
+    """Split off the hold-out chosen by `secret`, compute normalisation statistics and write the
+    arrays and the secret atomically (a half-prepared directory is never left behind)."""
     n = len(raw.train_labels)
     n_holdout = int(round(n * holdout_fraction))
-    order = np.random.default_rng(seed).permutation(n)
+    order = np.random.default_rng(secret).permutation(n)
     holdout_idx, train_idx = np.sort(order[:n_holdout]), np.sort(order[n_holdout:])
     train_images = raw.train_images[train_idx]
     scaled = train_images.astype(np.float64) / 255.0
@@ -74,7 +89,7 @@ def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float
         num_classes=int(max(raw.train_labels.max(), raw.test_labels.max())) + 1,
         n_train=len(train_idx), n_holdout=n_holdout, n_test=len(raw.test_labels),
         mean=[round(float(m), 6) for m in mean], std=[round(float(max(s, 1e-6)), 6) for s in std],
-        holdout_seed=seed, holdout_fraction=holdout_fraction, source=raw.source,
+        split_id=split_id(secret), holdout_fraction=holdout_fraction, source=raw.source,
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dataset}-", dir=out_dir.parent))
@@ -87,6 +102,9 @@ def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         (staging / "meta.json").write_text(json.dumps(asdict(meta), indent=1))
+        secret_path = staging / SECRET_FILE
+        secret_path.write_text(json.dumps({"secret": secret}))
+        secret_path.chmod(0o600)
         staging.chmod(0o755)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -105,8 +123,15 @@ def open_prepared(data_dir: Path, dataset: str) -> PreparedDataset:
                         f"`nasloop data prepare {dataset}`" + (" (after `nasloop data fetch cifar10`)"
                                                                if dataset == "cifar10" else ""))
     try:
-        meta = DatasetMeta(**json.loads(meta_path.read_text()))
-    except (ValueError, TypeError) as exc:
+        raw_meta = json.loads(meta_path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{meta_path} is corrupt: {exc}; prepare the dataset again") from None
+    if not isinstance(raw_meta, dict) or raw_meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{root} was prepared by an older nasloop (its hold-out came from a public seed): "
+                        f"prepare it again (`nasloop data prepare {dataset}`)")
+    try:
+        meta = DatasetMeta(**raw_meta)
+    except TypeError as exc:
         raise DataError(f"{meta_path} is corrupt: {exc}; prepare the dataset again") from None
     prepared = PreparedDataset(root, meta)
     for name in ("train_images", "train_labels", "holdout_images", "holdout_labels", "test_images", "test_labels"):
@@ -116,8 +141,14 @@ def open_prepared(data_dir: Path, dataset: str) -> PreparedDataset:
 
 
 
-def ensure_prepared(dataset: str, workdir: Path, data_dir: Path, holdout_fraction: float,
-                    seed: int) -> PreparedDataset:
+def prepare_from(dataset: str, source: Path | None, data_dir: Path, holdout_fraction: float,
+                 secret: int | None = None) -> PreparedDataset:
+    """Load `dataset` from `source` and prepare it with `secret` (default: a fresh one)."""
+    secret = draw_secret() if secret is None else secret
+    return prepare(load_raw(dataset, source, secret), dataset, data_dir / dataset, holdout_fraction, secret)
+
+
+def ensure_prepared(dataset: str, workdir: Path, data_dir: Path, holdout_fraction: float) -> PreparedDataset:
     """The prepared dataset; synthetic data and locally available sources are prepared on first use."""
     try:
         return open_prepared(data_dir, dataset)
@@ -125,5 +156,4 @@ def ensure_prepared(dataset: str, workdir: Path, data_dir: Path, holdout_fractio
         source = default_source(dataset, workdir)
         if dataset != "synthetic" and (source is None or not source.exists()):
             raise
-    return prepare(load_raw(dataset, default_source(dataset, workdir), seed), dataset,
-                   data_dir / dataset, holdout_fraction, seed)
+    return prepare_from(dataset, default_source(dataset, workdir), data_dir, holdout_fraction)

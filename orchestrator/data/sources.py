@@ -153,7 +153,7 @@ def make_synthetic(seed: int = 0, n_train: int = 2000, n_test: int = 1000,
 
     train = draw(n_train)
     test = draw(n_test)
-    return RawSplits(*train, *test, source=f"synthetic seed={seed} n_train={n_train} n_test={n_test}")
+    return RawSplits(*train, *test, source=f"synthetic n_train={n_train} n_test={n_test}")
 
 
 def _md5(path: Path) -> str:
@@ -172,9 +172,10 @@ def default_source(dataset: str, workdir: Path) -> Path | None:
     return None
 
 
-def load_raw(dataset: str, source: Path | None, seed: int) -> RawSplits:
+def load_raw(dataset: str, source: Path | None, secret: int) -> RawSplits:
+    """The raw splits of `dataset`; synthetic data is drawn from `secret` (the workspace's)."""
     if dataset == "synthetic":
-        return make_synthetic(seed)
+        return make_synthetic(secret)
     if source is None:
         raise DataError(f"{dataset}: no source given (--source DIR with the IDX files)")
     if dataset == "cifar10":

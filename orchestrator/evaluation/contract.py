@@ -1,5 +1,6 @@
 """The API contract, checked on the source text alone (AST, nothing executed) before any
-container starts: one module under a size cap, a module-level `supported_hyperparameters()`,
+container starts: one strict-UTF-8 module (no other coding declaration) under a size cap, a
+module-level `supported_hyperparameters()`,
 and `class Net(nn.Module)` with `__init__(self, in_shape, out_shape, prm, device)`, `forward`,
 `train_setup` and `learn`. Very large literals are refused: they are how a program would smuggle
 a label table for a public test set."""
@@ -7,6 +8,9 @@ a label table for a public test set."""
 from __future__ import annotations
 
 import ast
+import codecs
+import io
+import tokenize
 from dataclasses import dataclass
 
 from contracts.source import SourceProblem, parse_source
@@ -28,9 +32,17 @@ def check_contract(source: bytes, max_bytes: int) -> ContractViolation | None:
     if len(source) > max_bytes:
         return ContractViolation("contract", f"source is {len(source):,} bytes, over the {max_bytes:,}-byte cap")
     try:
-        text = source.decode("utf-8")
+        text = source.decode("utf-8-sig")  # a byte-order mark is UTF-8's, and Python's, own marker
     except UnicodeDecodeError as exc:
         return ContractViolation("syntax", f"source is not UTF-8: {exc}")
+    # What the container compiles is these bytes: Python would honour a PEP 263 coding cookie, so any
+    # other declared encoding would make it run text this check never saw.
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
+    except SyntaxError as exc:
+        return ContractViolation("contract", f"unusable coding declaration: {exc}")
+    if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        return ContractViolation("contract", f"the source declares coding {encoding!r}: only UTF-8 is allowed")
     tree = parse_source(text, filename="candidate.py")
     if isinstance(tree, SourceProblem):
         return ContractViolation("syntax", str(tree))

@@ -2,7 +2,9 @@
 
 `Evaluator` runs the full protocol (train, then predict in a fresh container, then score);
 `Checker` runs the validity checks alone. Both take their jobs, commands and limits from their
-protocol, and both end every candidate in exactly one outcome (`ok` or a failure kind).
+protocol, and both end every candidate in exactly one outcome (`ok` or a failure kind) decided on
+the host: the kind of a runner-reported failure comes from the exit status, the budget from the
+host's own count of the weights file, the score from validated logits.
 """
 
 from __future__ import annotations
@@ -15,20 +17,24 @@ from pathlib import Path
 
 import docker
 
+from contracts.files import atomic_write_bytes
 from contracts.jobfile import write_job
-from contracts.sandbox import (CANDIDATE_FAILED_EXIT, CANDIDATE_FILE, CHECK_REPORT_FILE, DATA_DIR, JOB_DIR, JOB_FILE,
-                               LOGITS_FILE, PREDICT_IMAGES, STATUS_FILE, TRAIN_IMAGES, TRAIN_LABELS,
-                               TRAIN_REPORT_FILE, WEIGHTS_FILE, CheckReport, TrainReport)
+from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, DATA_DIR, JOB_DIR, JOB_FILE, LOGITS_FILE,
+                               PREDICT_IMAGES, RUNNER_FAILURE_EXITS, TRAIN_IMAGES, TRAIN_LABELS, TRAIN_REPORT_FILE,
+                               WEIGHTS_FILE, CheckReport, TrainReport)
 from orchestrator.config import EvaluationConfig
 from orchestrator.containers.client import daemon_name
 from orchestrator.containers.hardened import Phase, PhaseOutcome, run_phase
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.data import PreparedDataset
 from orchestrator.evaluation.contract import check_contract
-from orchestrator.evaluation.outputs import OutputInvalid, read_logits, read_report, read_status, weights_elements
+from orchestrator.evaluation.outputs import (OutputInvalid, Weights, read_logits, read_report, read_status,
+                                             read_weights)
 from orchestrator.evaluation.protocol import CheckProtocol, EvalProtocol, make_protocol, phase_command
 from orchestrator.evaluation.result import EvaluationResult, Submission
 from orchestrator.evaluation.scoring import ScoringSet, accuracies
+
+_KIND_OF_EXIT = {code: kind for kind, code in RUNNER_FAILURE_EXITS.items()}
 
 
 @dataclass
@@ -53,8 +59,8 @@ class Evaluator:
 
     def evaluate(self, submission: Submission) -> EvaluationResult:
         """Evaluate one program. Raises InfraError when Docker fails (never the candidate's fault)."""
-        result, workdir = _begin(submission, self.protocol.id, self.protocol.max_source_bytes, self.image,
-                                 self.artefacts_root)
+        p = self.protocol
+        result, workdir = _begin(submission, p.id, p.max_source_bytes, self.image, self.artefacts_root)
         if workdir is None:
             return result
         result.artefacts, result.gpu, result.node = str(workdir), self.gpu, self.node
@@ -62,46 +68,51 @@ class Evaluator:
         for job_dir in (train_job, predict_job):
             job_dir.mkdir(parents=True)
             (job_dir / CANDIDATE_FILE).write_bytes(submission.source)
-        write_job(self.protocol.train_job(), train_job / JOB_FILE)
+        write_job(p.train_job(), train_job / JOB_FILE)
         labels = {"org.nasloop.candidate": result.sha256}
 
         # Phase 1: train on the training split (hold-out and test images never enter).
-        train_out = workdir / "train-out"
         outcome = run_phase(self.client, Phase(
             "train", self.image.id, phase_command("train"),
             {train_job: JOB_DIR, self.dataset.path("train_images"): f"{DATA_DIR}/{TRAIN_IMAGES}",
-             self.dataset.path("train_labels"): f"{DATA_DIR}/{TRAIN_LABELS}"},
-            train_out, labels, gpu=self.gpu), self.protocol.train_limits)
+             self.dataset.path("train_labels"): f"{DATA_DIR}/{TRAIN_LABELS}"}, labels, gpu=self.gpu),
+            p.train_limits)
         result.train_seconds = round(outcome.seconds, 3)
         result.add_log("train", outcome.log_tail)
-        if phase_failed(result, outcome, train_out):
+        if phase_failed(result, outcome, "train"):
             return result
-        max_bytes = self.protocol.train_limits.max_output_bytes
         try:
-            result.weights_elements = weights_elements(train_out / WEIGHTS_FILE, max_bytes)
-            report = read_report(train_out / TRAIN_REPORT_FILE, TrainReport)
+            weights = read_weights(outcome.outputs, WEIGHTS_FILE, p.train_limits.max_output_bytes)
+            report = read_report(outcome.outputs, TRAIN_REPORT_FILE, TrainReport)
         except OutputInvalid as invalid:
             return result.fail(invalid.kind, str(invalid))
-        result.params, result.learn_seconds = report.params, float(report.learn_seconds)
+        result.params, result.learn_seconds = report.params, report.learn_seconds
+        if over_budget(result, weights, p.param_budget, p.buffer_allowance):
+            return result
+        atomic_write_bytes(workdir / WEIGHTS_FILE, weights.data)
 
         # Phase 2: predict the scored images, unlabeled and in a secret order, in a fresh container.
-        shutil.copyfile(train_out / WEIGHTS_FILE, predict_job / WEIGHTS_FILE, follow_symlinks=False)
-        write_job(self.protocol.predict_job(), predict_job / JOB_FILE)
-        predict_out = workdir / "predict-out"
+        atomic_write_bytes(predict_job / WEIGHTS_FILE, weights.data)
+        write_job(p.predict_job(), predict_job / JOB_FILE)
         outcome = run_phase(self.client, Phase(
             "predict", self.image.id, phase_command("predict"),
-            {predict_job: JOB_DIR, self.scoring.predict_images: f"{DATA_DIR}/{PREDICT_IMAGES}"},
-            predict_out, labels, gpu=self.gpu), self.protocol.predict_limits)
+            {predict_job: JOB_DIR, self.scoring.predict_images: f"{DATA_DIR}/{PREDICT_IMAGES}"}, labels,
+            gpu=self.gpu), p.predict_limits)
         result.predict_seconds = round(outcome.seconds, 3)
         result.add_log("predict", outcome.log_tail)
-        if phase_failed(result, outcome, predict_out):
+        if phase_failed(result, outcome, "predict"):
             return result
         try:
-            logits = read_logits(predict_out / LOGITS_FILE, self.scoring.rows, self.protocol.num_classes,
-                                 self.protocol.predict_limits.max_output_bytes)
+            logits = read_logits(outcome.outputs, LOGITS_FILE, self.scoring.rows, p.num_classes,
+                                 p.predict_limits.max_output_bytes)
         except OutputInvalid as invalid:
             return result.fail(invalid.kind, str(invalid))
         result.accuracy, result.holdout_accuracy = accuracies(logits, self.scoring)
+        gap = result.holdout_gap
+        if gap is not None and gap > p.suspect_gap:
+            return result.fail("suspect", f"test accuracy {result.accuracy:.4f} exceeds the private hold-out's "
+                                          f"{result.holdout_accuracy:.4f} by {gap:.4f} > {p.suspect_gap} "
+                                          "(it may know the public test set)")
         result.valid = True
         return result
 
@@ -109,8 +120,8 @@ class Evaluator:
 @dataclass
 class Checker:
     """Runs the validity checks alone (contract, then one container: import, instantiation,
-    parameter budget, dummy forward) at the input shape of `protocol`. `valid` then means "passes
-    every check before training"; no accuracy is measured."""
+    parameter budget, dummy forward) at the input shape of `protocol`, and the host's count of the
+    fresh network's state. `valid` then means "passes every check before training"; no accuracy."""
 
     client: docker.DockerClient
     image: ResolvedImage
@@ -123,31 +134,44 @@ class Checker:
 
     def evaluate(self, submission: Submission) -> EvaluationResult:
         """Check one program. Raises InfraError when Docker fails (never the candidate's fault)."""
-        result, workdir = _begin(submission, self.protocol.id, self.protocol.max_source_bytes, self.image,
-                                 self.artefacts_root)
+        p = self.protocol
+        result, workdir = _begin(submission, p.id, p.max_source_bytes, self.image, self.artefacts_root)
         if workdir is None:
             return result
         result.gpu, result.node = self.gpu, self.node
-        job_dir, out_dir = workdir / "check-job", workdir / "check-out"
+        job_dir = workdir / "check-job"
         job_dir.mkdir(parents=True)
         (job_dir / CANDIDATE_FILE).write_bytes(submission.source)
-        write_job(self.protocol.job(), job_dir / JOB_FILE)
+        write_job(p.job(), job_dir / JOB_FILE)
         try:
             outcome = run_phase(self.client, Phase(
-                "check", self.image.id, phase_command("check"), {job_dir: JOB_DIR}, out_dir,
-                {"org.nasloop.candidate": result.sha256}, gpu=self.gpu), self.protocol.limits)
+                "check", self.image.id, phase_command("check"), {job_dir: JOB_DIR},
+                {"org.nasloop.candidate": result.sha256}, gpu=self.gpu), p.limits)
             result.check_seconds = round(outcome.seconds, 3)
             result.add_log("check", outcome.log_tail)
-            if phase_failed(result, outcome, out_dir):
+            if phase_failed(result, outcome, "check"):
                 return result
             try:
-                result.params = read_report(out_dir / CHECK_REPORT_FILE, CheckReport).params
+                weights = read_weights(outcome.outputs, WEIGHTS_FILE, p.limits.max_output_bytes)
+                result.params = read_report(outcome.outputs, CHECK_REPORT_FILE, CheckReport).params
             except OutputInvalid as invalid:
                 return result.fail(invalid.kind, str(invalid))
+            if over_budget(result, weights, p.param_budget, p.buffer_allowance):
+                return result
             result.valid = True
             return result
         finally:  # nothing of a check is worth keeping: the outcome is the result
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def over_budget(result: EvaluationResult, weights: Weights, budget: int, allowance: int) -> bool:
+    """The host's budget decision, on its own count of the weights file (parameters and buffers)."""
+    result.weights_elements = weights.elements
+    if weights.elements > budget + allowance:
+        result.fail("params_over_budget", f"the weights file holds {weights.elements:,} elements (parameters and "
+                                          f"buffers) > budget {budget:,} + {allowance:,} for buffers")
+        return True
+    return False
 
 
 def _begin(submission: Submission, protocol_id: str, max_source_bytes: int, image: ResolvedImage,
@@ -163,20 +187,21 @@ def _begin(submission: Submission, protocol_id: str, max_source_bytes: int, imag
     return result, artefacts_root / f"{sha[:16]}-{uuid.uuid4().hex[:8]}"
 
 
-def phase_failed(result: EvaluationResult, outcome: PhaseOutcome, out_dir: Path) -> bool:
-    """Record the failure of a phase, if it failed; the order of checks is the host's own."""
-    phase = out_dir.name.removesuffix("-out")
+def phase_failed(result: EvaluationResult, outcome: PhaseOutcome, phase: str) -> bool:
+    """Record the failure of a phase, if it failed; the host decides the kind: from its own
+    observations first (time, output caps, the kernel's OOM kill), then from the exit status."""
     if outcome.timed_out:
         result.fail("timeout", f"{phase} phase exceeded its time limit\n{outcome.log_tail}")
-    elif outcome.output_overflow:
-        result.fail("invalid_output", f"{phase} phase: {outcome.output_overflow}")
+    elif outcome.outputs.overflow:
+        result.fail("invalid_output", f"{phase} phase: {outcome.outputs.overflow}")
     elif outcome.oom_killed:
         result.fail("oom", f"{phase} phase was killed for exceeding its memory limit\n{outcome.log_tail}")
     elif outcome.exit_code != 0:
-        status = read_status(out_dir / STATUS_FILE) if outcome.exit_code == CANDIDATE_FAILED_EXIT else None
-        if status is None:
-            kind, message = "crash", f"{phase} phase exited with status {outcome.exit_code}"
+        kind = _KIND_OF_EXIT.get(outcome.exit_code or -1)
+        if kind is None:
+            result.fail("crash", f"{phase} phase exited with status {outcome.exit_code}\n{outcome.log_tail}")
         else:
-            kind, message = status.failure, status.error[-2000:]
-        result.fail(kind, f"{message}\n{outcome.log_tail}".strip())
+            status = read_status(outcome.outputs)
+            message = status.error if status is not None else f"{phase} phase reported {kind}"
+            result.fail(kind, f"{message}\n{outcome.log_tail}".strip())
     return result.failure is not None

@@ -52,11 +52,13 @@ class EvalProtocol(RecordedProtocol):
     n_train: int
     n_holdout: int
     n_test: int
-    holdout_seed: int
+    split_id: str
     in_shape: list[int]
     num_classes: int
     prm: dict[str, float]
     param_budget: int
+    buffer_allowance: int
+    suspect_gap: float
     batch_size: int
     predict_batch_size: int
     epochs: int
@@ -87,8 +89,9 @@ def make_protocol(config: EvaluationConfig, dataset: PreparedDataset) -> EvalPro
     meta = dataset.meta
     return EvalProtocol(
         dataset=meta.dataset, dataset_source=meta.source, n_train=meta.n_train, n_holdout=meta.n_holdout,
-        n_test=meta.n_test, holdout_seed=meta.holdout_seed, in_shape=meta.in_shape, num_classes=meta.num_classes,
-        prm=config.hyperparameters, param_budget=config.param_budget, batch_size=config.batch_size,
+        n_test=meta.n_test, split_id=meta.split_id, in_shape=meta.in_shape, num_classes=meta.num_classes,
+        prm=config.hyperparameters, param_budget=config.param_budget, buffer_allowance=config.buffer_allowance,
+        suspect_gap=config.suspect_gap, batch_size=config.batch_size,
         predict_batch_size=config.predict_batch_size, epochs=1, seed=config.seed,
         crop_padding=config.crop_padding, horizontal_flip=config.horizontal_flip, mean=meta.mean, std=meta.std,
         device=config.device, max_source_bytes=config.max_source_bytes,
@@ -104,6 +107,7 @@ class CheckProtocol(RecordedProtocol):
     num_classes: int
     prm: dict[str, float]
     param_budget: int
+    buffer_allowance: int
     seed: int
     device: str
     max_source_bytes: int
@@ -118,7 +122,8 @@ class CheckProtocol(RecordedProtocol):
 
 def make_check_protocol(config: EvaluationConfig, in_shape: list[int], num_classes: int) -> CheckProtocol:
     return CheckProtocol(in_shape=list(in_shape), num_classes=num_classes, prm=config.hyperparameters,
-                         param_budget=config.param_budget, seed=config.seed, device=config.device,
+                         param_budget=config.param_budget, buffer_allowance=config.buffer_allowance,
+                         seed=config.seed, device=config.device,
                          max_source_bytes=config.max_source_bytes, limits=_limits(config, config.check_timeout_s))
 
 

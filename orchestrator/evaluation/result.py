@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from orchestrator.untrusted import printable
+
 LOG_TAIL_CHARS = 8000
 
 # Every candidate ends in "ok" or exactly one of these ("extraction": no program in the LLM's text).
 FAILURE_KINDS = ("extraction", "syntax", "contract", "import", "instantiate", "forward", "params_over_budget",
-                 "timeout", "oom", "crash", "nonfinite", "missing_output", "invalid_output", "infra")
+                 "protocol", "timeout", "oom", "crash", "nonfinite", "missing_output", "invalid_output", "suspect",
+                 "infra")
 
 # Where each recorded field comes from. "host": measured or computed by the orchestrator from
 # validated data; "sandbox": counted by nasloop's runner inside the candidate's container
@@ -21,6 +24,7 @@ FAILURE_KINDS = ("extraction", "syntax", "contract", "import", "instantiate", "f
 PROVENANCE = {
     "valid": "host", "failure": "host", "accuracy": "host", "holdout_accuracy": "host",
     "train_seconds": "host", "predict_seconds": "host", "check_seconds": "host", "weights_elements": "host",
+    "holdout_gap": "host",
     "params": "sandbox", "learn_seconds": "sandbox", "error": "sandbox", "log_tail": "sandbox",
 }
 
@@ -59,13 +63,21 @@ class EvaluationResult:
     provenance: dict[str, str] = field(default_factory=lambda: dict(PROVENANCE))
 
     def fail(self, kind: str, message: str) -> EvaluationResult:
+        """Record failure `kind` with its error text (candidate-influenced: trimmed and escaped)."""
         assert kind in FAILURE_KINDS, kind
-        self.valid, self.failure, self.error = False, kind, message[-2000:]
+        self.valid, self.failure, self.error = False, kind, printable(message, 2000)
         return self
+
+    @property
+    def holdout_gap(self) -> float | None:
+        """Test accuracy minus hold-out accuracy (a large positive gap is `suspect`)."""
+        if self.accuracy is None or self.holdout_accuracy is None:
+            return None
+        return round(self.accuracy - self.holdout_accuracy, 6)
 
     def add_log(self, phase: str, tail: str) -> None:
         if tail.strip():
             self.log_tail = (self.log_tail + f"--- {phase} ---\n{tail.rstrip()}\n")[-LOG_TAIL_CHARS:]
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "holdout_gap": self.holdout_gap}

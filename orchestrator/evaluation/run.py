@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from orchestrator.evaluation.evaluator import Checker, Evaluator
 from orchestrator.evaluation.protocol import CheckProtocol, make_check_protocol
 from orchestrator.evaluation.result import EvaluationResult, Submission
 from orchestrator.evaluation.scoring import scoring_set
+from orchestrator.untrusted import printable
 
 OnResult = Callable[[EvaluationResult], None]
 
@@ -29,26 +31,64 @@ class Evaluates(Protocol):
 def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs: int,
                   on_result: OnResult | None = None) -> list[EvaluationResult]:
     """Evaluate `submissions`, `jobs` at a time, results in input order; `on_result` is called (one
-    at a time) as each lands. An infrastructure failure stops the remaining work and is re-raised."""
+    at a time) as each lands.
+
+    A candidate never stops the run: any unexpected exception while evaluating it becomes its own
+    `invalid_output` result. Only an infrastructure failure (InfraError: Docker, images) stops the
+    remaining work, and it is re-raised. With `jobs > 1`, a candidate that ends in `oom` is evaluated
+    again alone (after the others) before that is recorded: a neighbour may have taken the memory.
+    """
     lock = threading.Lock()
     stop = threading.Event()
 
-    def one(submission: Submission) -> EvaluationResult:
+    def attempt(submission: Submission) -> EvaluationResult:
         if stop.is_set():
             raise InfraError("stopped after an infrastructure failure")
         try:
-            result = evaluator.evaluate(submission)
+            return evaluator.evaluate(submission)
         except InfraError:
             stop.set()
             raise
+        except OSError as exc:  # the host's own files (disk full, permissions): not the candidate's doing
+            stop.set()
+            raise InfraError(f"host I/O failure while evaluating {submission.name or submission.key}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001  bytes of the candidate's broke a host-side reader
+            return unexpected_failure(evaluator, submission, exc)
+
+    def deliver(result: EvaluationResult) -> EvaluationResult:
         if on_result:
             with lock:
                 on_result(result)
         return result
 
+    def first(submission: Submission) -> EvaluationResult | None:
+        result = attempt(submission)
+        if jobs > 1 and result.failure == "oom":
+            return None  # decided later, alone
+        return deliver(result)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, submission) for submission in submissions]
-        return [f.result() for f in futures]
+        results = [f.result() for f in [pool.submit(first, s) for s in submissions]]
+    return [result if result is not None else deliver(retry_alone(attempt, submission))
+            for submission, result in zip(submissions, results)]
+
+
+def retry_alone(attempt: Callable[[Submission], EvaluationResult], submission: Submission) -> EvaluationResult:
+    """The candidate's outcome when it runs with no neighbour (the pool has drained)."""
+    result = attempt(submission)
+    if result.failure == "oom" and result.error is not None:
+        result.error = printable(f"{result.error}\n(out of memory again when evaluated alone)", 2000)
+    return result
+
+
+def unexpected_failure(evaluator: Evaluates, submission: Submission, exc: Exception) -> EvaluationResult:
+    """A result for a candidate whose evaluation raised on the host (never a reason to stop the run)."""
+    protocol = getattr(getattr(evaluator, "protocol", None), "id", "")
+    result = EvaluationResult(key=submission.key, name=submission.name,
+                              sha256=hashlib.sha256(submission.source).hexdigest(), protocol=protocol,
+                              image=str(getattr(evaluator, "image", "")))
+    return result.fail("invalid_output", f"the host could not process this candidate's output: "
+                                         f"{type(exc).__name__}: {exc}")
 
 
 def sandbox_docker() -> Docker:
@@ -60,7 +100,7 @@ def sandbox_docker() -> Docker:
 
 def prepared_dataset(config: ExperimentConfig, workdir: Path, data_dir: Path | None = None) -> PreparedDataset:
     data = config.data
-    return ensure_prepared(data.dataset, workdir, data_dir or workdir / "data", data.holdout_fraction, data.seed)
+    return ensure_prepared(data.dataset, workdir, data_dir or workdir / "data", data.holdout_fraction)
 
 
 def submissions_of(paths: Sequence[Path]) -> list[Submission]:

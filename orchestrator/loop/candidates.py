@@ -24,14 +24,22 @@ def store_samples(session: Session, cycle_id: int, samples: list[Sample]) -> int
         if sample.index in known:
             continue
         code = extract_code(sample.text)
+        outcome, error = (None, None) if code else ("extraction", "no program could be extracted from the sample")
+        if code and "\x00" in code:  # no Python source holds NUL, and no database text column takes it
+            outcome, error = "syntax", "the program contains NUL characters"
         session.add(Candidate(
-            cycle_id=cycle_id, sample_index=sample.index, raw_output=sample.text,
+            cycle_id=cycle_id, sample_index=sample.index, raw_output=without_nul(sample.text),
             finish_reason=sample.finish_reason, completion_tokens=sample.completion_tokens,
-            code=code, code_sha256=hashlib.sha256(code.encode()).hexdigest() if code else None,
-            outcome=None if code else "extraction",
-            error=None if code else "no program could be extracted from the sample"))
+            code=without_nul(code) if code else None,
+            code_sha256=hashlib.sha256(code.encode()).hexdigest() if code else None,
+            outcome=outcome, error=error))
         added += 1
     return added
+
+
+def without_nul(text: str) -> str:
+    """`text` storable in any database (PostgreSQL text refuses NUL): NUL shown as `\\x00`."""
+    return text.replace("\x00", "\\x00")
 
 
 def pending_submissions(session: Session, cycle_id: int) -> list[Submission]:

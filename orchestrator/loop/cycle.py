@@ -142,7 +142,7 @@ class CycleRunner:
         with self.db.transaction() as session:
             pending = pending_submissions(session, cycle.id)
         data = self.config.data
-        prepared = ensure_prepared(data.dataset, self.workdir, self.workdir / "data", data.holdout_fraction, data.seed)
+        prepared = ensure_prepared(data.dataset, self.workdir, self.workdir / "data", data.holdout_fraction)
         counts = {"done": 0, "valid": 0, "accuracy": 0.0}
         with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars:
             task = bars.add_task(f"  evaluating on {data.dataset}", total=len(pending), extra="")
