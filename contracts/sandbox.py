@@ -8,12 +8,16 @@ writes is candidate-influenced: the host reads it with size and depth bounds and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-# Where a container sees its inputs and writes its outputs.
-JOB_DIR = "/job"
-DATA_DIR = "/data"
-OUT_DIR = "/out"
+# Where a container sees its inputs and writes its outputs. NASLOOP_SANDBOX_ROOT moves all three
+# under one directory, for running the runners outside a container on purpose (the GPU check,
+# `bench/gpu_check.py`, on a machine without Docker); the host never sets it for a candidate.
+_ROOT = os.environ.get("NASLOOP_SANDBOX_ROOT", "").rstrip("/")
+JOB_DIR = f"{_ROOT}/job"
+DATA_DIR = f"{_ROOT}/data"
+OUT_DIR = f"{_ROOT}/out"
 CANDIDATE_FILE = "candidate.py"
 JOB_FILE = "job.json"
 TRAIN_IMAGES = "train_images.npy"
