@@ -14,10 +14,12 @@ from dataclasses import dataclass
 # Where a container sees its inputs and writes its outputs. NASLOOP_SANDBOX_ROOT moves all three
 # under one directory, for running the runners outside a container on purpose (the GPU check,
 # `bench/gpu_check.py`, on a machine without Docker); the host never sets it for a candidate.
+# The host mounts at the CONTAINER_* paths; the runners read JOB_DIR, DATA_DIR and OUT_DIR.
+CONTAINER_JOB_DIR, CONTAINER_DATA_DIR, CONTAINER_OUT_DIR = "/job", "/data", "/out"
 _ROOT = os.environ.get("NASLOOP_SANDBOX_ROOT", "").rstrip("/")
-JOB_DIR = f"{_ROOT}/job"
-DATA_DIR = f"{_ROOT}/data"
-OUT_DIR = f"{_ROOT}/out"
+JOB_DIR = _ROOT + CONTAINER_JOB_DIR
+DATA_DIR = _ROOT + CONTAINER_DATA_DIR
+OUT_DIR = _ROOT + CONTAINER_OUT_DIR
 CANDIDATE_FILE = "candidate.py"
 JOB_FILE = "job.json"
 TRAIN_IMAGES = "train_images.npy"

@@ -29,6 +29,7 @@ import docker.models.containers
 import docker.types
 import requests.exceptions
 
+from contracts.sandbox import CONTAINER_OUT_DIR
 from orchestrator.containers.client import InfraError
 from orchestrator.containers.labels import managed_labels
 from orchestrator.untrusted import printable_bytes
@@ -134,13 +135,13 @@ class OutputVolume:
             raise
 
     def mount(self) -> docker.types.Mount:
-        return docker.types.Mount("/out", self.volume.name, type="volume", read_only=False)
+        return docker.types.Mount(CONTAINER_OUT_DIR, self.volume.name, type="volume", read_only=False)
 
     def read(self) -> Outputs:
         """The volume's content as one tar stream, read into memory up to the cap; full if it cannot
         take one more MiB (bytes or inodes exhausted, whatever the stream shows of it)."""
         assert self.keeper is not None
-        stream, _ = self.keeper.get_archive("/out")
+        stream, _ = self.keeper.get_archive(CONTAINER_OUT_DIR)
         limit = self.max_bytes + _TAR_SLACK
         chunks, size = [], 0
         for chunk in stream:
@@ -179,7 +180,7 @@ class OutputVolume:
             info.size = _FULL_MARGIN
             archive.addfile(info, io.BytesIO(bytes(_FULL_MARGIN)))
         try:
-            return bool(self.keeper.put_archive("/out", probe.getvalue()))
+            return bool(self.keeper.put_archive(CONTAINER_OUT_DIR, probe.getvalue()))
         except docker.errors.APIError:
             return False
 

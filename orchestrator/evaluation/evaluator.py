@@ -19,7 +19,7 @@ import docker
 
 from contracts.files import atomic_write_bytes
 from contracts.jobfile import write_job
-from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, DATA_DIR, JOB_DIR, JOB_FILE, LOGITS_FILE,
+from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, CONTAINER_DATA_DIR, CONTAINER_JOB_DIR, JOB_FILE, LOGITS_FILE,
                                PREDICT_IMAGES, RUNNER_FAILURE_EXITS, TRAIN_IMAGES, TRAIN_LABELS, TRAIN_REPORT_FILE,
                                WEIGHTS_FILE, CheckReport, TrainReport)
 from orchestrator.config import EvaluationConfig
@@ -74,8 +74,8 @@ class Evaluator:
         # Phase 1: train on the training split (hold-out and test images never enter).
         outcome = run_phase(self.client, Phase(
             "train", self.image.id, phase_command("train"),
-            {train_job: JOB_DIR, self.dataset.path("train_images"): f"{DATA_DIR}/{TRAIN_IMAGES}",
-             self.dataset.path("train_labels"): f"{DATA_DIR}/{TRAIN_LABELS}"}, labels, gpu=self.gpu),
+            {train_job: CONTAINER_JOB_DIR, self.dataset.path("train_images"): f"{CONTAINER_DATA_DIR}/{TRAIN_IMAGES}",
+             self.dataset.path("train_labels"): f"{CONTAINER_DATA_DIR}/{TRAIN_LABELS}"}, labels, gpu=self.gpu),
             p.train_limits)
         result.train_seconds = round(outcome.seconds, 3)
         result.add_log("train", outcome.log_tail)
@@ -96,7 +96,7 @@ class Evaluator:
         write_job(p.predict_job(), predict_job / JOB_FILE)
         outcome = run_phase(self.client, Phase(
             "predict", self.image.id, phase_command("predict"),
-            {predict_job: JOB_DIR, self.scoring.predict_images: f"{DATA_DIR}/{PREDICT_IMAGES}"}, labels,
+            {predict_job: CONTAINER_JOB_DIR, self.scoring.predict_images: f"{CONTAINER_DATA_DIR}/{PREDICT_IMAGES}"}, labels,
             gpu=self.gpu), p.predict_limits)
         result.predict_seconds = round(outcome.seconds, 3)
         result.add_log("predict", outcome.log_tail)
@@ -145,7 +145,7 @@ class Checker:
         write_job(p.job(), job_dir / JOB_FILE)
         try:
             outcome = run_phase(self.client, Phase(
-                "check", self.image.id, phase_command("check"), {job_dir: JOB_DIR},
+                "check", self.image.id, phase_command("check"), {job_dir: CONTAINER_JOB_DIR},
                 {"org.nasloop.candidate": result.sha256}, gpu=self.gpu), p.limits)
             result.check_seconds = round(outcome.seconds, 3)
             result.add_log("check", outcome.log_tail)

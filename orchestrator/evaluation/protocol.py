@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from contracts.sandbox import JOB_DIR, JOB_FILE, CheckJob, PredictJob, TrainJob
+from contracts.sandbox import CONTAINER_JOB_DIR, JOB_FILE, CheckJob, PredictJob, TrainJob
 from orchestrator.config import EvaluationConfig
 from orchestrator.containers.hardened import Limits
 from orchestrator.data import PreparedDataset
@@ -128,4 +128,4 @@ def make_check_protocol(config: EvaluationConfig, in_shape: list[int], num_class
 
 
 def phase_command(phase: str) -> list[str]:
-    return ["python3", "-m", PHASE_MODULES[phase], f"{JOB_DIR}/{JOB_FILE}"]
+    return ["python3", "-m", PHASE_MODULES[phase], f"{CONTAINER_JOB_DIR}/{JOB_FILE}"]
