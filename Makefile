@@ -26,7 +26,7 @@ help:
 	@echo "make test       run the whole test suite (needs Docker and the images)"
 	@echo "make test-fast  run the tests that need no Docker"
 	@echo "make bench      run the benchmarks"
-	@echo "make cycle      run the loop (CYCLES=N PROFILE=paper|smoke)"
+	@echo "make cycle      run the loop until CYCLES=N cycles are done (PROFILE=paper|smoke)"
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python >= 3.11 is needed)"; exit 1; }
@@ -71,7 +71,8 @@ bench: setup images
 # The seed corpus: a LEMUR JSONL(.gz) export or an nn-dataset checkout directory.
 LEMUR ?= ../shared/data/lemur/lemur-img-classification.jsonl.gz
 
-# One cycle of the loop (CYCLES=N more), with everything it needs prepared first: the paper profile
+# The loop until the experiment has CYCLES completed cycles (a crashed run resumes; a finished one does
+# nothing), with everything it needs prepared first: the paper profile
 # where Docker can reach an NVIDIA GPU, else the smoke profile (tiny local model, CPU, synthetic data), whose
 # tiny model learns from the corpus programs that pass the sandbox's validity checks.
 cycle: images
@@ -100,7 +101,7 @@ cycle: images
 	if [ "$$profile" = paper ] && [ ! -f "$(WORKDIR)/data/cifar10/meta.json" ]; then \
 	  $(NASLOOP) data fetch cifar10 --workdir "$(WORKDIR)"; \
 	fi; \
-	$(NASLOOP) cycle --profile "$$profile" --cycles $(CYCLES) --workdir "$(WORKDIR)" $(CYCLE_ARGS)
+	$(NASLOOP) cycle --profile "$$profile" --until $(CYCLES) --workdir "$(WORKDIR)" $(CYCLE_ARGS)
 
 clean:
 	rm -rf build bench-results

@@ -69,6 +69,7 @@ class NoveltyConfig:
     num_perm: int
     lsh_threshold: float
     tau: float
+    gen_archive: str  # J_gen against earlier "generated" samples of the cycle, or earlier "accepted" ones
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class TinyModelConfig:
 class CycleConfig:
     cycles: int
     seed_corpus: str  # "all" corpus programs (the paper), or only those that pass `nasloop corpus check`
+    min_selected: int  # keep sampling (in batches) until this many are selected; 0: one batch
+    max_candidates_per_cycle: int  # the most a cycle samples when min_selected is on
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("finetune", "over_length"): ("skip", "error"),
     ("finetune", "precision"): ("bf16", "fp16", "fp32"),
     ("cycle", "seed_corpus"): ("all", "valid"),
+    ("novelty", "gen_archive"): ("generated", "accepted"),
 }
 
 
@@ -320,6 +324,9 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
         ("selection.accuracy_threshold", 0.0 <= sections["selection"].accuracy_threshold <= 1.0),
         ("generation.candidates_per_cycle", sections["generation"].candidates_per_cycle >= 1),
         ("cycle.cycles", sections["cycle"].cycles >= 1),
+        ("cycle.min_selected", sections["cycle"].min_selected >= 0),
+        ("cycle.max_candidates_per_cycle",
+         sections["cycle"].max_candidates_per_cycle >= sections["generation"].candidates_per_cycle),
     ]
     tiny = sections["tiny_model"]
     if tiny is not None:

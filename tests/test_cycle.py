@@ -126,24 +126,30 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
         experiment = session.scalar(select(Experiment).where(Experiment.name == name))
         cycles = experiment.cycles
         assert [c.index for c in cycles] == [1, 2] and all(c.phase == "done" for c in cycles)
-        base = session.scalar(select(Cycle.corpus_size).where(Cycle.id == cycles[0].id)) - cycles[0].n_selected
         kept = session.scalar(select(func.count()).where(Program.duplicate_of_id.is_(None)))
-        assert base == kept - 1  # the over-budget program is not part of the seed corpus
+        # The seed corpus is pinned: the checked-valid programs (the over-budget one is not part of it).
+        assert len(experiment.seed_program_ids) == kept - 1 and len(experiment.seed_sha256) == 64
+        base = 2 * len(experiment.seed_program_ids)  # two chat examples per seed program (Table 1)
+        assert cycles[0].corpus_size == base + cycles[0].n_selected
+        assert all(c.code_version and c.code_version == experiment.code_version for c in cycles)
+        assert all(c.selection_protocol and c.selection_protocol.startswith("nasloop-select-v1:") for c in cycles)
         for c in cycles:
             candidates = c.candidates
             assert [x.sample_index for x in candidates] == [0, 1, 2]  # every sample stored, once
             assert all(x.outcome is not None and x.raw_output for x in candidates)
             assert c.n_selected == sum(bool(x.selected) for x in candidates)
         assert sum(c.n_selected for c in cycles) > 0, "the micro model wrote no valid program"
-        # The corpus grew by exactly the selected programs.
+        # The training set grew by exactly one prompt-code pair per selected program.
         assert cycles[1].corpus_size == base + cycles[0].n_selected + cycles[1].n_selected
         corpus_file = workdir / "experiments" / name / "cycle-2" / "corpus.jsonl"
-        assert len(corpus_file.read_text().splitlines()) == 2 * cycles[1].corpus_size
+        assert len(corpus_file.read_text().splitlines()) == cycles[1].corpus_size
         assert "nn.Linear(128, 4096)" not in corpus_file.read_text()
         # Cycle 1 sampled from the initial adapter, cycle 2 from cycle 1's.
         adapters = {a.cycle_index: a for a in session.scalars(
             select(Adapter).where(Adapter.experiment_id == experiment.id))}
         assert sorted(adapters) == [0, 1, 2]
+        # Stored relative to the workspace, which may move.
+        assert all(not Path(a.path).is_absolute() and (workdir / a.path).is_dir() for a in adapters.values())
         assert cycles[0].adapter_in == adapters[0].path and cycles[0].adapter_out == adapters[1].path
         assert cycles[1].adapter_in == cycles[0].adapter_out
         assert adapters[2].meta["parent_adapter"]["path"].endswith("cycle-1")
@@ -175,7 +181,7 @@ def _poll_db(workdir: Path, query: str, process: subprocess.Popen, timeout: floa
 
 def test_sigkill_during_evaluation_then_resume(workspace, docker_client) -> None:  # type: ignore[no-untyped-def]
     workdir, config = workspace
-    command = _cycle_command(workdir, config, "--cycles", "1", "--experiment", "killed")
+    command = _cycle_command(workdir, config, "--until", "1", "--experiment", "killed")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         # One candidate evaluated, the others not yet (one at a time): kill the orchestrator there.
@@ -205,6 +211,12 @@ def test_sigkill_during_evaluation_then_resume(workspace, docker_client) -> None
         if outcome is not None:
             assert after[index] == (outcome, artefacts)  # recorded results are never redone
     assert leftovers(docker_client) == []
+    # --until counts completed cycles: the resumed cycle was the one; running it again does nothing.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+    with db.transaction() as session:
+        assert len(session.scalar(select(Experiment).where(Experiment.name == "killed")).cycles) == 1
+    db.close()
 
 
 def test_second_cycle_process_on_a_workspace_refuses(workspace) -> None:  # type: ignore[no-untyped-def]

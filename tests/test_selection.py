@@ -79,3 +79,25 @@ def test_novelty_fields_are_logged_even_when_ignored(corpus_and_candidates) -> N
     # rejections before it since the last accepted one.
     assert decisions[1].novelty.rejection_count == 1 and gen_copy.rejection_count == 0  # type: ignore[union-attr]
     assert len(index) == 1  # selection never changes the corpus index
+
+
+def test_gen_archive_readings_differ_on_copies_of_earlier_unselected_samples(lemur_records) -> None:  # type: ignore[no-untyped-def]
+    """"generated" (the paper's Eq. 1): J_gen against every earlier sample of the cycle, valid or not;
+    "accepted": only against the cycle's earlier selected candidates."""
+    by_name = {r["name"]: r["code"] for r in lemur_records}
+    index = NoveltyIndex(make_hasher(CONFIG.novelty), CONFIG.novelty.lsh_threshold)
+    index.add("DPN68", index.hasher.signature(by_name["DPN68"]).values)
+    weak, broken = by_name["BayesianNet-3"], Case("broken", "ok").source().decode()
+    candidates = [
+        Evaluated("weak", True, 0.2, weak),  # below the threshold: never selected
+        Evaluated("broken", False, None, broken),  # invalid: never assessed
+        Evaluated("weak-copy-good", True, 0.6, weak + "\n# retrained\n"),
+        Evaluated("broken-copy-good", True, 0.6, broken + "\n# fixed\n"),
+    ]
+    threshold, tau = CONFIG.selection.accuracy_threshold, CONFIG.novelty.tau
+
+    def reasons(archive: str) -> list[str]:
+        return [d.reason for d in select(candidates, index, tau, threshold, Ablations(), gen_archive=archive)]
+
+    assert reasons("generated") == ["below_threshold", "invalid", "near_duplicate_gen", "near_duplicate_gen"]
+    assert reasons("accepted") == ["below_threshold", "invalid", "selected", "selected"]

@@ -54,7 +54,7 @@ def test_database_from_the_first_schema_upgrades_in_place(tmp_path: Path) -> Non
             "VALUES (1, 'kept', 'lemur', 'x', 'import torch', 'abc', '2025-01-01 00:00:00')")
     engine.dispose()
     db = open_database(tmp_path)
-    assert current_revision(db.engine) == head_revision() == "0005_candidate_provenance"
+    assert current_revision(db.engine) == head_revision() == "0006_selection_protocol"
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT name FROM programs").fetchall() == [("kept",)]
         assert connection.exec_driver_sql("SELECT count(*) FROM experiments").scalar() == 0

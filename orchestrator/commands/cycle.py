@@ -27,7 +27,9 @@ from orchestrator.untrusted import printable
 @profile_option
 @config_option
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
-              help="How many cycles to run now [default: the profile's cycle.cycles].")
+              help="How many more cycles to run now (a resumed one counts) [default: the profile's cycle.cycles].")
+@click.option("--until", type=click.IntRange(min=1), default=None,
+              help="Run until the experiment has N completed cycles (nothing if it has them already).")
 @click.option("--experiment", "name", default=None,
               help="Experiment name [default: the profile name plus the ablations].")
 @click.option("--no-novelty", is_flag=True, help="Ablation: select near-duplicates too (similarities still logged).")
@@ -36,14 +38,16 @@ from orchestrator.untrusted import printable
               help="Ablation: fine-tune once on the initial corpus, then always sample from that adapter.")
 @db_url_option
 @workdir_option
-def cycle(profile: str, config_file: Path | None, cycles: int | None, name: str | None, no_novelty: bool,
-          no_threshold: bool, no_iteration: bool, db_url: str | None, workdir: Path) -> None:
-    """Run the next CYCLES cycles of an experiment (created on first use): generate, evaluate,
-    select, fine-tune. Interrupted runs resume where they stopped."""
+def cycle(profile: str, config_file: Path | None, cycles: int | None, until: int | None, name: str | None,
+          no_novelty: bool, no_threshold: bool, no_iteration: bool, db_url: str | None, workdir: Path) -> None:
+    """Run an experiment (created on first use) for --cycles more cycles or --until it has N:
+    generate, evaluate, select, fine-tune. Interrupted runs resume where they stopped."""
+    if cycles is not None and until is not None:
+        raise click.UsageError("give --cycles (more cycles) or --until (a total), not both")
     config = load_profile(profile, config_file)
     try:
-        run_cycles(workdir, config, profile, cycles or config.cycle.cycles,
-                   Ablations(no_novelty, no_threshold, no_iteration), name=name, db_url=db_url)
+        run_cycles(workdir, config, profile, None if until else (cycles or config.cycle.cycles),
+                   Ablations(no_novelty, no_threshold, no_iteration), name=name, db_url=db_url, until=until)
     except (CycleError, InfraError, DataError) as exc:
         raise click.ClickException(f"{exc}\nthe experiment is resumable: run the same command again") from None
 

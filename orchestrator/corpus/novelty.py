@@ -215,12 +215,13 @@ class NoveltyResult:
 
 class CycleNovelty:
     """Novelty of one cycle's candidates: J_train against the corpus index, J_gen against the
-    candidates assessed earlier in this cycle (the cycle-local archive).
+    cycle-local archive.
 
-    Call `assess` once per candidate, in sampling order, after it is valid and trained (the
-    paper's order). Every assessed candidate joins the archive. `rejection_count` is the number
-    of candidates rejected as near-duplicates since the last one that passed the filter; a
-    candidate that passes resets it.
+    `assess` measures a candidate, in sampling order, after it is valid and trained (the paper's
+    order), and by default adds it to the archive; `remember` adds a candidate that is not assessed
+    (an invalid sample, under the "generated" reading of J_gen) or one only accepted later.
+    `rejection_count` is the number of candidates rejected as near-duplicates since the last one that
+    passed the filter; a candidate that passes resets it.
     """
 
     def __init__(self, index: NoveltyIndex, tau: float) -> None:
@@ -229,11 +230,15 @@ class CycleNovelty:
         self._archive = SignatureSet(index.hasher.num_perm)
         self._rejections = 0
 
-    def assess(self, name: str, code: str) -> NoveltyResult:
+    def remember(self, name: str, code: str) -> None:
+        self._archive.add_many([name], self.index.hasher.signature(code).values[None, :], [None])
+
+    def assess(self, name: str, code: str, remember: bool = True) -> NoveltyResult:
         signature = self.index.hasher.signature(code)
         train = self.index.nearest(signature.values)
         gen = self._archive.nearest(signature.values)
-        self._archive.add_many([name], signature.values[None, :], [None])
+        if remember:
+            self._archive.add_many([name], signature.values[None, :], [None])
         near_train, near_gen = train.similarity > self.tau, gen.similarity > self.tau
         rejections = self._rejections
         self._rejections = rejections + 1 if near_train or near_gen else 0

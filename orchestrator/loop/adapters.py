@@ -53,8 +53,8 @@ class AdapterTrainer:
 
     def train(self, index: int, parent: str | None) -> str:
         """The adapter after cycle `index` (0: the initial fine-tune), fine-tuned on the training set
-        as it stands then; returns its path. An adapter already complete on disk (a run killed after
-        writing it) is recorded as it is."""
+        as it stands then; returns its path relative to the workspace (`parent` is one too). An
+        adapter already complete on disk (a run killed after writing it) is recorded as it is."""
         out = self.experiment_dir / "adapters" / f"cycle-{index}"
         with self.db.transaction() as session:
             known = session.scalar(select(Adapter).where(Adapter.experiment_id == self.experiment_id,
@@ -69,7 +69,7 @@ class AdapterTrainer:
                 examples = write_training_set(session, corpus_file, self.config, self.seed_ids, self.experiment_id,
                                               after_cycle=index)
             job = finetune_job(self.config, self.llm.workdir, corpus_file, out,
-                               previous_adapter=Path(parent) if parent else None)
+                               previous_adapter=workspace_path(self.llm.workdir, parent) if parent else None)
             self.console.print(f"  fine-tuning on {examples} chat examples"
                                + (f" from adapter {Path(parent).name}" if job.parent_adapter else " from the base model"))
             self.llm.run(job)
@@ -77,8 +77,20 @@ class AdapterTrainer:
             meta = read_adapter_metadata(out)
         except ValueError as exc:
             raise CycleError(str(exc)) from None
+        path = relative_path(self.llm.workdir, out)
         with self.db.transaction() as session:
-            session.add(Adapter(experiment_id=self.experiment_id, cycle_index=index, path=str(out),
+            session.add(Adapter(experiment_id=self.experiment_id, cycle_index=index, path=path,
                                 parent=parent, meta=meta.as_dict()))
         self.console.print(f"  adapter {out.name}: loss {meta.train_loss}, {meta.steps} steps")
-        return str(out)
+        return path
+
+
+def relative_path(workdir: Path, path: Path) -> str:
+    """`path` as the database stores it: relative to the workspace, which may move."""
+    return Path(path).resolve().relative_to(Path(workdir).resolve()).as_posix()
+
+
+def workspace_path(workdir: Path, stored: str) -> Path:
+    """A stored path made absolute (one stored absolute by an older nasloop is taken as it is)."""
+    path = Path(stored)
+    return path if path.is_absolute() else Path(workdir).resolve() / path

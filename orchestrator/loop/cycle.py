@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from contracts.llm import read_samples
 from orchestrator.config import Ablations, ExperimentConfig
@@ -28,11 +28,12 @@ from orchestrator.evaluation.run import evaluate_many
 from orchestrator.evaluation.scoring import scoring_set
 from orchestrator.generator.jobs import generate_job
 from orchestrator.loop import display
-from orchestrator.loop.adapters import AdapterTrainer, LLMJobs
+from orchestrator.loop.adapters import AdapterTrainer, LLMJobs, workspace_path
 from orchestrator.loop.candidates import pending_submissions, store_decision, store_evaluation, store_samples
 from orchestrator.loop.errors import CycleError
-from orchestrator.loop.selection import Evaluated, select_candidates
-from orchestrator.loop.training_set import corpus_index
+from orchestrator.loop.experiment import code_version
+from orchestrator.loop.selection import Evaluated, select_candidates, selection_protocol
+from orchestrator.loop.training_set import corpus_index, selected_code, training_pairs
 from orchestrator.store.database import Database
 from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment, utcnow
 
@@ -55,14 +56,27 @@ class CycleRunner:
         with self.db.transaction() as session:
             name = session.get(Experiment, self.experiment_id).name  # type: ignore[union-attr]
         self.experiment_dir = self.workdir / "experiments" / name
+        self.code_version = code_version()
+        self.selection = selection_protocol(self.config, self.ablations)
         self.llm = LLMJobs(self.docker.client, self.docker.images["llm"].id, self.workdir,
                            gpu=self.config.evaluation.device == "cuda")
         self.adapters = AdapterTrainer(self.db, self.config, self.experiment_id, self.experiment_dir,
                                        self.seed_ids, self.llm, self.console)
 
     def run(self, cycles: int) -> None:
+        """The next `cycles` cycles (a resumed unfinished cycle is one of them)."""
         for _ in range(cycles):
             self.run_cycle(self._current_cycle())
+
+    def run_until(self, total: int) -> None:
+        """Cycles until the experiment has `total` completed ones (nothing if it has them already)."""
+        while self.completed() < total:
+            self.run_cycle(self._current_cycle())
+
+    def completed(self) -> int:
+        with self.db.transaction() as session:
+            return session.scalar(select(func.count()).where(Cycle.experiment_id == self.experiment_id,
+                                                             Cycle.phase == "done")) or 0
 
     def _current_cycle(self) -> int:
         """The unfinished cycle, or a new one after the last finished one."""
@@ -74,7 +88,8 @@ class CycleRunner:
             index = 1 if last is None else last.index + 1
             cycle = Cycle(experiment_id=self.experiment_id, index=index, timings={},
                           phase="initial_finetune" if index == 1 else "generate",
-                          adapter_in=None if last is None else last.adapter_out)
+                          adapter_in=None if last is None else last.adapter_out, code_version=self.code_version,
+                          selection_protocol=self.selection.id)
             session.add(cycle)
             session.flush()
             return cycle.id
@@ -92,12 +107,18 @@ class CycleRunner:
                                                             self.config.selection.accuracy_threshold))
                 return
             self.console.print(f"[bold]cycle {cycle.index}[/bold]: {cycle.phase.replace('_', ' ')}")
+            if cycle.code_version != self.code_version:  # resumed by other code: say so in the record
+                with self.db.transaction() as session:
+                    current = self._cycle(session, cycle_id)
+                    if self.code_version not in (current.code_version or ""):
+                        current.code_version = f"{current.code_version} (resumed with {self.code_version})"
             started = time.monotonic()
             next_phase = steps[cycle.phase](cycle)
             assert next_phase in PHASES, next_phase
             with self.db.transaction() as session:
                 current = self._cycle(session, cycle_id)
-                current.timings = {**current.timings, cycle.phase: round(time.monotonic() - started, 2)}
+                spent = time.monotonic() - started + current.timings.get(cycle.phase, 0.0)  # a phase may recur
+                current.timings = {**current.timings, cycle.phase: round(spent, 2)}
                 current.phase = next_phase
                 if next_phase == "done":
                     current.finished_at = utcnow()
@@ -119,10 +140,15 @@ class CycleRunner:
         return "generate"
 
     def _generate(self, cycle: Cycle) -> str:
+        """Sample the cycle's candidates: one batch of candidates_per_cycle, or one more batch when
+        selection asked for more (`[cycle] min_selected`); an interrupted job resumes its own file."""
         out = self.experiment_dir / f"cycle-{cycle.index}" / "samples"
         out.mkdir(parents=True, exist_ok=True)
         adapter = cycle.adapter_in
-        job = generate_job(self.config, self.workdir, out, adapter=Path(adapter) if adapter else None)
+        target = min((cycle.n_generated or 0) + self.config.generation.candidates_per_cycle,
+                     self.config.cycle.max_candidates_per_cycle)
+        job = generate_job(self.config, self.workdir, out, num_samples=target,
+                           adapter=workspace_path(self.workdir, adapter) if adapter else None)
         self.console.print(f"  sampling {job.num_samples} programs from "
                            f"{'adapter ' + Path(adapter).name if adapter else 'the base model'}")
         self.llm.run(job)
@@ -169,23 +195,33 @@ class CycleRunner:
         return "select"
 
     def _select(self, cycle: Cycle) -> str:
+        iterate = not self.ablations.no_iteration
         with self.db.transaction() as session:
-            corpus = corpus_index(session, self.config, self.seed_ids, self.experiment_id, before_cycle=cycle.index)
+            corpus = corpus_index(session, self.config, self.seed_ids, self.experiment_id, before_cycle=cycle.index,
+                                  with_selections=iterate)
             candidates = list(session.scalars(select(Candidate).where(Candidate.cycle_id == cycle.id)
                                               .order_by(Candidate.sample_index)))
             evaluated = [Evaluated(f"cycle-{cycle.index}/sample-{c.sample_index}", c.valid, c.accuracy, c.code)
                          for c in candidates]
             decisions = select_candidates(evaluated, corpus, self.config.novelty.tau,
-                                          self.config.selection.accuracy_threshold, self.ablations)
+                                          self.config.selection.accuracy_threshold, self.ablations,
+                                          self.config.novelty.gen_archive)
             for candidate, decision in zip(candidates, decisions):
                 store_decision(candidate, decision)
             current = self._cycle(session, cycle.id)
             current.n_valid = sum(c.valid for c in candidates)
             current.n_selected = sum(d.selected for d in decisions)
-            current.corpus_size = len(corpus) + current.n_selected
-            if self.ablations.no_iteration:
+            current.selection_protocol = self.selection.id
+            selected_so_far = len(selected_code(session, self.experiment_id, cycle.index)) if iterate else 0
+            current.corpus_size = training_pairs(len(self.seed_ids or ()), selected_so_far)
+            wanted = self.config.cycle.min_selected
+            if wanted and current.n_selected < wanted and \
+                    (current.n_generated or 0) < self.config.cycle.max_candidates_per_cycle:
+                self.console.print(f"  selected {current.n_selected} of the {wanted} wanted: sampling more")
+                return "generate"
+            if not iterate:
                 current.adapter_out = current.adapter_in  # the fixed adapter of the initial fine-tune
-        return "done" if self.ablations.no_iteration else "finetune"
+        return "finetune" if iterate else "done"
 
     def _finetune(self, cycle: Cycle) -> str:
         adapter = self.adapters.train(cycle.index, parent=cycle.adapter_in)

@@ -1,8 +1,11 @@
 """An experiment's identity: created on first use with its configuration, ablations and code version;
-a later run must bring the same configuration. Its seed corpus is the profile's choice of programs."""
+a later run must bring the same configuration. Its seed corpus (the profile's choice of corpus
+programs) is pinned when it is created: the program ids and a hash of their code, so that a later
+`corpus import` cannot change a running experiment."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from importlib.metadata import version
 
@@ -33,12 +36,15 @@ def experiment_name(profile: str, ablations: Ablations) -> str:
 
 def open_experiment(session: Session, name: str, profile: str, config: ExperimentConfig,
                     ablations: Ablations) -> Experiment:
-    """The experiment `name`, created on first use; a later run must use the same configuration."""
+    """The experiment `name`, created on first use (its seed corpus pinned then); a later run must
+    use the same configuration."""
     experiment = session.scalar(select(Experiment).where(Experiment.name == name))
     if experiment is None:
+        seed = sorted(choose_seed_ids(session, config))
         experiment = Experiment(name=name, profile=profile, config=config.raw, config_sha256=config.sha256,
                                 code_version=code_version(), no_novelty=ablations.no_novelty,
-                                no_threshold=ablations.no_threshold, no_iteration=ablations.no_iteration)
+                                no_threshold=ablations.no_threshold, no_iteration=ablations.no_iteration,
+                                seed_program_ids=seed, seed_sha256=seed_fingerprint(session, seed))
         session.add(experiment)
         session.flush()
         return experiment
@@ -49,14 +55,37 @@ def open_experiment(session: Session, name: str, profile: str, config: Experimen
     return experiment
 
 
-def seed_program_ids(session: Session, config: ExperimentConfig) -> set[int] | None:
-    """The seed corpus's program ids when the profile seeds with the valid programs only, else
-    None (every corpus program). CycleError when the corpus is empty or not fully checked."""
-    if not session.scalar(select(Program.id).where(Program.duplicate_of_id.is_(None)).limit(1)):
+def choose_seed_ids(session: Session, config: ExperimentConfig) -> set[int]:
+    """The corpus programs a new experiment seeds with: every one ("all"), or those that pass the
+    validity checks ("valid"). CycleError when the corpus is empty or not fully checked."""
+    corpus = set(session.scalars(select(Program.id).where(Program.duplicate_of_id.is_(None))))
+    if not corpus:
         raise CycleError("the corpus is empty: run `nasloop corpus import --lemur PATH` first")
     if config.cycle.seed_corpus == "all":
-        return None
+        return corpus
     try:
         return valid_program_ids(session, prompt_check_protocol(config.evaluation).id)
     except ChecksMissing as exc:
         raise CycleError(f'cycle.seed_corpus = "valid", but {exc}') from None
+
+
+def seed_fingerprint(session: Session, program_ids: list[int]) -> str:
+    """A hash of the seed programs: their ids and the SHA-256 of their code, in id order."""
+    rows = dict(session.execute(select(Program.id, Program.code_sha256).where(Program.id.in_(program_ids))).tuples())
+    digest = hashlib.sha256()
+    for program_id in sorted(program_ids):
+        digest.update(f"{program_id}:{rows.get(program_id)}\n".encode())
+    return digest.hexdigest()
+
+
+def pinned_seed_ids(session: Session, experiment: Experiment, config: ExperimentConfig) -> set[int]:
+    """The experiment's seed corpus as pinned at its creation (pinned now for an experiment made by
+    an older nasloop); CycleError if those programs are no longer what they were."""
+    if experiment.seed_program_ids is None:
+        seed = sorted(choose_seed_ids(session, config))
+        experiment.seed_program_ids, experiment.seed_sha256 = seed, seed_fingerprint(session, seed)
+    ids = list(experiment.seed_program_ids)
+    if seed_fingerprint(session, ids) != experiment.seed_sha256:
+        raise CycleError(f"experiment {experiment.name!r}: its seed corpus ({len(ids)} programs pinned when it was "
+                         "created) has changed in the database; give a new experiment its own --experiment name")
+    return set(ids)

@@ -11,16 +11,20 @@ from orchestrator.config import Ablations, ExperimentConfig
 from orchestrator.containers.images import connect
 from orchestrator.containers.labels import sweep_orphans
 from orchestrator.loop.cycle import CycleRunner
-from orchestrator.loop.experiment import experiment_name, open_experiment, seed_program_ids
+from orchestrator.loop.experiment import experiment_name, open_experiment, pinned_seed_ids
 from orchestrator.loop.lock import workspace_lock
 from orchestrator.store.database import open_database
 
 
-def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: int, ablations: Ablations = Ablations(),
-               name: str | None = None, db_url: str | None = None, console: Console | None = None) -> str:
-    """Run the next `cycles` cycles of experiment `name` (default: the profile plus the ablations);
-    returns the experiment's name. Raises CycleError, ImageError or DataError; the experiment stays
-    resumable whatever happens."""
+def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: int | None = None,
+               ablations: Ablations = Ablations(), name: str | None = None, db_url: str | None = None,
+               console: Console | None = None, until: int | None = None) -> str:
+    """Run experiment `name` (default: the profile plus the ablations) until it has `until` completed
+    cycles, or for the next `cycles` cycles (a resumed unfinished cycle is one of them); returns the
+    experiment's name. Raises CycleError, ImageError or DataError; the experiment stays resumable
+    whatever happens."""
+    if (cycles is None) == (until is None):
+        raise ValueError("give exactly one of cycles (more cycles) and until (a total)")
     console = console or Console()
     name = name or experiment_name(profile, ablations)
     with workspace_lock(workdir):
@@ -31,10 +35,17 @@ def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: in
         db = open_database(workdir, db_url)
         try:
             with db.transaction() as session:
-                experiment_id = open_experiment(session, name, profile, config, ablations).id
-                seed_ids = seed_program_ids(session, config)
+                experiment = open_experiment(session, name, profile, config, ablations)
+                experiment_id, seed_ids = experiment.id, pinned_seed_ids(session, experiment, config)
             console.print(f"experiment [bold]{name}[/bold] ({profile}, {ablations.label}) in {workdir}")
-            CycleRunner(workdir, db, config, experiment_id, ablations, seed_ids, docker, console).run(cycles)
+            runner = CycleRunner(workdir, db, config, experiment_id, ablations, seed_ids, docker, console)
+            if until is not None:
+                done = runner.completed()
+                if done >= until:
+                    console.print(f"experiment {name} has {done} completed cycle(s), at least {until}: nothing to do")
+                runner.run_until(until)
+            else:
+                runner.run(cycles or 0)
         finally:
             db.close()
     return name

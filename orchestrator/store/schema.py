@@ -99,15 +99,17 @@ class Cycle(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
     index: Mapped[int] = mapped_column(Integer)  # 1-based
     phase: Mapped[str] = mapped_column(String)
+    # Adapters, as paths relative to the workspace (an absolute path from an older run is kept as is).
     adapter_in: Mapped[str | None] = mapped_column(String)  # adapter sampled from (None: base model)
     adapter_out: Mapped[str | None] = mapped_column(String)  # adapter fine-tuned at the end
     n_generated: Mapped[int | None] = mapped_column(Integer)
     n_valid: Mapped[int | None] = mapped_column(Integer)
     n_selected: Mapped[int | None] = mapped_column(Integer)
-    corpus_size: Mapped[int | None] = mapped_column(Integer)  # after this cycle's selection
+    corpus_size: Mapped[int | None] = mapped_column(Integer)  # prompt-code pairs trained on after this cycle
     finetune_loss: Mapped[float | None] = mapped_column(Float)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     code_version: Mapped[str | None] = mapped_column(String)  # the code that ran this cycle
+    selection_protocol: Mapped[str | None] = mapped_column(String)  # how it selected (name:hash)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
