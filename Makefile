@@ -6,19 +6,20 @@ PY := $(VENV)/bin/python
 NASLOOP := $(VENV)/bin/nasloop
 # The torch the host venv gets (tests, tiny LLM, benchmark baseline). The images pin their own.
 TORCH_SPEC ?= torch==2.13.0
-# Base of the Docker images: a CUDA PyTorch image on a GPU workstation (e.g.
-# pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime, with IMAGE_BUILD_ARGS as in the README), or the
-# local Debian image that images/base/build.sh makes from Debian packages (CI, no registry).
-BASE_IMAGE ?= nasloop-base:bookworm
+# Base of the Docker images [default: python:3.11-slim-bookworm when the daemon has or can pull it,
+# else the local Debian image images/base/build.sh makes as root (CI, no registry)]; on a GPU
+# workstation e.g. a CUDA PyTorch image, with IMAGE_BUILD_ARGS as in the README. IMAGE_BUILD_ARGS is
+# one shell-quoted string, passed intact (exported, not split by make).
+BASE_IMAGE ?=
 IMAGE_BUILD_ARGS ?=
-WHEELHOUSE := build/wheelhouse
+export IMAGE_BUILD_ARGS
 WORKDIR ?= runs
 PROFILE ?=
 CYCLES ?= 1
 PYTEST_ARGS ?=
 CYCLE_ARGS ?=
 
-.PHONY: help setup wheelhouse base-image images test test-fast bench cycle check-docker clean
+.PHONY: help setup wheelhouse base-image images test test-fast bench gpu-check cycle check-docker clean
 
 help:
 	@echo "make setup      create $(VENV) and install nasloop (idempotent)"
@@ -42,21 +43,18 @@ check-docker:
 	@command -v docker >/dev/null || { echo "error: the docker command is missing: install Docker (Debian: apt-get install docker.io)"; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "error: no Docker daemon is reachable: start it (e.g. 'dockerd &' or 'systemctl start docker') and check your permissions"; exit 1; }
 
-# Wheels for the images, downloaded on the host (the images build without network access).
-$(WHEELHOUSE)/.complete: images/sandbox/requirements.txt $(wildcard images/llm/requirements.txt) | setup
-	mkdir -p $(WHEELHOUSE)
-	$(PY) -m pip download --quiet --dest $(WHEELHOUSE) pip $(foreach r,$^,-r $(r))
-	@touch $@
+# The base image: chosen (and pulled, or built with debootstrap as root) by `nasloop images base`,
+# recorded in build/base-image. Only that fallback ever needs root.
+base-image: setup check-docker
+	@$(NASLOOP) images base $(if $(BASE_IMAGE),--base-image "$(BASE_IMAGE)")
 
-wheelhouse: $(WHEELHOUSE)/.complete
+# Wheels for the images, downloaded on the host for the base image's Python and platform (the images
+# build without network access); a no-op when nothing changed.
+wheelhouse: base-image
+	$(NASLOOP) images wheelhouse
 
-base-image: check-docker
-	@if [ "$(BASE_IMAGE)" = "nasloop-base:bookworm" ]; then bash images/base/build.sh "$(BASE_IMAGE)"; \
-	elif ! docker image inspect "$(BASE_IMAGE)" >/dev/null 2>&1; then \
-	  echo "error: base image $(BASE_IMAGE) is not present: docker pull $(BASE_IMAGE)"; exit 1; fi
-
-images: setup check-docker base-image wheelhouse
-	$(NASLOOP) images build --base-image "$(BASE_IMAGE)" $(foreach a,$(IMAGE_BUILD_ARGS),--build-arg $(a))
+images: wheelhouse
+	$(NASLOOP) images build
 
 test: setup images
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,16 +1,19 @@
-"""The Docker images nasloop runs, named by their content.
+"""The Docker images nasloop runs, named by their content and their build.
 
-An image's tag is `nasloop-<name>:<hash>`, where the hash covers its Dockerfile, requirements and
-the Python package baked into it. The orchestrator computes the tag from the sources it has, so a
-result always records exactly which image (tag and image id) evaluated a candidate, and a stale
-image is never used silently.
+An image is built from its Dockerfile, its requirements and the packages baked into it (the
+sources), on a base image with build arguments and the wheels of the wheelhouse (the build). Its
+tag is `nasloop-<name>:<sources hash>-<build hash>`; the last build for the current sources is also
+tagged `nasloop-<name>:<sources hash>`, which is what `resolve` uses. So a result always records
+exactly which image (tag and image id) evaluated a candidate, a stale image is never used silently,
+and changing the base image, a build argument or a wheel rebuilds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import docker
 import docker.errors
@@ -21,7 +24,9 @@ from orchestrator.containers.client import ImageError, docker_client
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
 DEFAULT_BASE_IMAGE = "nasloop-base:bookworm"
 SOURCE_HASH_LABEL = "org.nasloop.source-hash"
+BUILD_HASH_LABEL = "org.nasloop.build-hash"
 BASE_IMAGE_LABEL = "org.nasloop.base-image"
+BUILD_ARGS_LABEL = "org.nasloop.build-args"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class ImageSpec:
         return digest.hexdigest()
 
     def tag(self) -> str:
+        """The tag of the current build for these sources."""
         return f"nasloop-{self.name}:{self.source_hash()[:16]}"
 
     def _files(self) -> list[str]:
@@ -57,6 +63,25 @@ IMAGES: dict[str, ImageSpec] = {
     "sandbox": ImageSpec("sandbox", ("images/sandbox", "contracts", "sandbox")),
     "llm": ImageSpec("llm", ("images/llm", "contracts", "llm")),
 }
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How an image is built: the base image and the build arguments, passed intact."""
+
+    base_image: str
+    build_args: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self, client: docker.DockerClient) -> str:
+        """The build's identity: the base image's id, the arguments, and the wheels it installs from."""
+        try:
+            base_id = client.images.get(self.base_image).id
+        except docker.errors.ImageNotFound:
+            raise ImageError(f"base image {self.base_image} is missing: run `make base-image` "
+                             "(it pulls a registry image or builds the local one as root)") from None
+        wheels = sorted(p.name for p in WHEELHOUSE.glob("*.whl")) if WHEELHOUSE.is_dir() else []
+        return hashlib.sha256(json.dumps({"base": self.base_image, "base_id": base_id, "args": self.build_args,
+                                          "wheels": wheels}, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -83,7 +108,7 @@ def connect(*names: str) -> Docker:
 
 
 def resolve(client: docker.DockerClient, name: str) -> ResolvedImage:
-    """The built image for the current sources, or ImageError telling how to build it."""
+    """The built image for the current sources (its last build), or ImageError telling how to build it."""
     tag = IMAGES[name].tag()
     try:
         image = client.images.get(tag)
@@ -92,37 +117,44 @@ def resolve(client: docker.DockerClient, name: str) -> ResolvedImage:
     return ResolvedImage(tag=tag, id=image.id)
 
 
-def build(client: docker.DockerClient, name: str, base_image: str = DEFAULT_BASE_IMAGE,
-          build_args: dict[str, str] | None = None,
+def build(client: docker.DockerClient, name: str, config: BuildConfig,
           log: Callable[[str], None] = print) -> ResolvedImage:
-    """Build image `name` from the repository on `base_image` (skipped when already built)."""
+    """Build image `name` for the current sources with `config` (skipped when that build exists) and
+    make it the current one for these sources."""
     spec = IMAGES[name]
-    tag = spec.tag()
+    source_hash = spec.source_hash()
+    build_hash = config.fingerprint(client)
+    current = spec.tag()
+    full = f"{current}-{build_hash[:8]}"
     try:
-        existing = client.images.get(tag)
-        if existing.labels.get(BASE_IMAGE_LABEL) == base_image:
-            log(f"{tag} is up to date")
-            return ResolvedImage(tag=tag, id=existing.id)
+        image = client.images.get(full)
+        log(f"{full} is up to date")
     except docker.errors.ImageNotFound:
-        pass
-    if not list(WHEELHOUSE.glob("pip-*.whl")):
-        raise ImageError(f"no wheelhouse at {WHEELHOUSE.relative_to(REPO_ROOT)}: run `make wheelhouse`")
+        if not list(WHEELHOUSE.glob("pip-*.whl")):
+            raise ImageError(f"no wheelhouse at {WHEELHOUSE.relative_to(REPO_ROOT)}: run `make wheelhouse`") from None
+        log(f"building {full} FROM {config.base_image} ...")
+        args = {"BASE_IMAGE": config.base_image, **config.build_args}
+        labels = {SOURCE_HASH_LABEL: source_hash, BUILD_HASH_LABEL: build_hash, BASE_IMAGE_LABEL: config.base_image,
+                  BUILD_ARGS_LABEL: json.dumps(config.build_args, sort_keys=True)}
+        stream = client.api.build(path=str(REPO_ROOT), dockerfile=spec.dockerfile, tag=full, buildargs=args,
+                                  labels=labels, rm=True, forcerm=True, decode=True, pull=False)
+        for chunk in stream:
+            if "error" in chunk:
+                raise ImageError(f"building {full} failed: {chunk['error'].strip()}")
+            text = chunk.get("stream", "").rstrip()
+            if text.startswith("Step "):
+                log(f"  {text}")
+        image = client.images.get(full)
+        log(f"built {full} ({image.id[:19]})")
+    repository, tag = current.split(":")
+    image.tag(repository, tag)
+    return ResolvedImage(tag=current, id=image.id)
+
+
+def image_build_config(client: docker.DockerClient, name: str) -> dict[str, str] | None:
+    """The base image and build arguments of the current build of `name`, if it is built."""
     try:
-        client.images.get(base_image)
+        labels = client.images.get(IMAGES[name].tag()).labels
     except docker.errors.ImageNotFound:
-        raise ImageError(f"base image {base_image} is missing: run images/base/build.sh "
-                         "(as root) or pull a CUDA PyTorch image and pass BASE_IMAGE=...") from None
-    log(f"building {tag} FROM {base_image} ...")
-    args = {"BASE_IMAGE": base_image, **(build_args or {})}
-    labels = {SOURCE_HASH_LABEL: spec.source_hash(), BASE_IMAGE_LABEL: base_image}
-    stream = client.api.build(path=str(REPO_ROOT), dockerfile=spec.dockerfile, tag=tag, buildargs=args,
-                              labels=labels, rm=True, forcerm=True, decode=True, pull=False)
-    for chunk in stream:
-        if "error" in chunk:
-            raise ImageError(f"building {tag} failed: {chunk['error'].strip()}")
-        text = chunk.get("stream", "").rstrip()
-        if text.startswith("Step "):
-            log(f"  {text}")
-    image = client.images.get(tag)
-    log(f"built {tag} ({image.id[:19]})")
-    return ResolvedImage(tag=tag, id=image.id)
+        return None
+    return {"base_image": labels.get(BASE_IMAGE_LABEL, ""), "build_args": labels.get(BUILD_ARGS_LABEL, "{}")}
