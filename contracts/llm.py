@@ -46,19 +46,21 @@ class GenerateJob:
     prompt_version: str
     prompt_sha256: str
     num_samples: int
-    batch_size: int
+    batch_size: int  # sequences decoded at once; 0: as many as the device's free memory holds
     decoding: Decoding
     output_dir: str
     adapter: str | None = None  # LoRA adapter directory, or None for the base model
     backend: str = "transformers"
+    batching: str = "continuous"  # "continuous" (a finished sequence's slot refilled at once) or "static"
     device: str = "auto"
     max_lora_rank: int = 32  # vLLM only: must be >= the adapter's rank
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("batching", self.batching, ("continuous", "static"))
         _check_choice("device", self.device, DEVICES)
-        if self.num_samples < 1 or self.batch_size < 1:
-            raise ValueError("num_samples and batch_size must be >= 1")
+        if self.num_samples < 1 or self.batch_size < 0:
+            raise ValueError("num_samples must be >= 1 and batch_size >= 0 (0: as many as memory holds)")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class LoraHyperparameters:
     precision: str
     max_seq_length: int
     over_length: str
+    gradient_checkpointing: bool
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ class AdapterMetadata:
     device: str
     world_size: int
     train_seconds: float
+    train_tokens: int  # input tokens the trainer processed (every epoch)
+    tokens_per_second: float | None
     wall_seconds: float
     libraries: dict[str, str | None]
     adapter_sha256: str | None

@@ -7,9 +7,11 @@
 - Examples longer than `max_seq_length` are never truncated: they are counted and skipped, or the job
   fails, as the profile says.
 - Continues from `parent_adapter` when given (the previous cycle's adapter), else a fresh LoRA.
-- bf16 and paged AdamW 8-bit (bitsandbytes) on CUDA as configured. On CPU the job falls back to float32
-  and `adamw_torch` (bf16 autocast is slow and bitsandbytes' paged optimisers need CUDA); the fallback is
-  printed and recorded in the metadata as `effective_precision` / `effective_optimizer`.
+- On CUDA exactly the profile's precision and optimizer (the paper: bf16 and paged AdamW 8-bit from
+  bitsandbytes), or an error that says what is missing: never a silent substitute. On the CPU the job
+  falls back to float32 and `adamw_torch` (bf16 autocast is slow and bitsandbytes' paged optimisers
+  need CUDA); each fallback is printed and recorded (`effective_precision`, `effective_optimizer`,
+  `fallbacks`). Gradient checkpointing as the profile says (recorded with the hyperparameters).
 - The adapter is written to `<output_dir>.partial` and renamed to `output_dir` only when complete, with
   `nasloop-adapter.json` beside the weights: base model and revision, parent adapter, corpus hash and
   size, hyperparameters, loss curve, wall time, library versions. A failed job leaves no `output_dir`
@@ -119,23 +121,44 @@ def mean_loss(model, dataset: list[dict[str, list[int]]], device) -> float:
     return total / max(count, 1)
 
 
-def _effective_settings(job: FinetuneJob, cuda: bool) -> tuple[str, str, list[str]]:
-    hp = job.hyperparameters
+def _needs_bitsandbytes(optimizer: str) -> bool:
+    return "8bit" in optimizer or optimizer.startswith("paged_")
+
+
+def effective_settings(precision: str, optimizer: str, cuda: bool, bf16_supported: bool,
+                       bitsandbytes: bool) -> tuple[str, str, list[str]]:
+    """(precision, optimizer, notes) the job trains with. On CUDA exactly the profile's, or a
+    FinetuneError saying what is missing (never a silent substitute). On the CPU, bf16/fp16 and
+    bitsandbytes' 8-bit optimisers fall back to fp32 and adamw_torch, each fallback a recorded note."""
+    if cuda:
+        if precision == "bf16" and not bf16_supported:
+            raise FinetuneError("precision bf16 needs a GPU that supports it (Ampere or newer); "
+                                "set [finetune] precision = \"fp16\" or \"fp32\" in your profile")
+        if _needs_bitsandbytes(optimizer) and not bitsandbytes:
+            raise FinetuneError(f"optimizer {optimizer} needs bitsandbytes, which does not import here: the "
+                                "LLM image installs it (make images); else set [finetune] optimizer = \"adamw_torch\"")
+        return precision, optimizer, []
     notes = []
-    precision, optimizer = hp.precision, hp.optimizer
-    if not cuda and precision != "fp32":
+    if precision != "fp32":
         notes.append(f"precision {precision} -> fp32 on CPU")
         precision = "fp32"
-    if "8bit" in optimizer or optimizer.startswith("paged_"):
-        try:
-            import bitsandbytes  # noqa: F401
-            available = cuda
-        except ImportError:
-            available = False
-        if not available:
-            notes.append(f"optimizer {optimizer} -> adamw_torch (needs bitsandbytes and CUDA)")
-            optimizer = "adamw_torch"
+    if _needs_bitsandbytes(optimizer):
+        notes.append(f"optimizer {optimizer} -> adamw_torch on CPU (bitsandbytes' paged 8-bit optimisers need CUDA)")
+        optimizer = "adamw_torch"
     return precision, optimizer, notes
+
+
+def _settings_for(job: FinetuneJob, cuda: bool) -> tuple[str, str, list[str]]:
+    import torch
+
+    try:
+        import bitsandbytes  # noqa: F401
+        has_bitsandbytes = True
+    except Exception:  # noqa: BLE001  bitsandbytes raises more than ImportError without its libraries
+        has_bitsandbytes = False
+    hp = job.hyperparameters
+    return effective_settings(hp.precision, hp.optimizer, cuda, cuda and torch.cuda.is_bf16_supported(),
+                              has_bitsandbytes)
 
 
 def _check_parent(parent: Path, hp) -> None:
@@ -168,7 +191,7 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
     started = time.perf_counter()
     device = models.resolve_device(job.device)
     cuda = device.type == "cuda"
-    precision, optimizer, fallbacks = _effective_settings(job, cuda)
+    precision, optimizer, fallbacks = _settings_for(job, cuda)
     for note in fallbacks:
         print(f"finetune: {note}", file=sys.stderr)
 
@@ -192,6 +215,8 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
         raise FinetuneError("no example fits max_seq_length")
 
     set_seed(job.seed)
+    print(f"model: loading {job.model} ({precision}, {optimizer}) (downloading it first if it is not cached)",
+          file=sys.stderr, flush=True)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     base = models.load_model(job.model, device, dtype=dtype)
     identity = models.model_identity(job.model, base)
@@ -209,6 +234,8 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
         model = get_peft_model(base, LoraConfig(
             r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
             target_modules=list(hp.target_modules), bias="none", task_type="CAUSAL_LM"))
+    if hp.gradient_checkpointing:  # recompute activations in the backward pass: memory for time
+        model.enable_input_require_grads()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     loss_before = mean_loss(model, dataset, device) if job.measure_loss else None
@@ -220,8 +247,10 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
                 curve.append({"step": state.global_step, "epoch": round(state.epoch or 0, 4),
                               "loss": round(float(logs["loss"]), 5),
                               "lr": float(logs.get("learning_rate", 0.0))})
-                print(f"finetune: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}",
-                      file=sys.stderr, flush=True)
+                elapsed = time.perf_counter() - train_start
+                rate = (state.num_input_tokens_seen or 0) / elapsed if elapsed > 0 else 0.0
+                print(f"finetune: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}, "
+                      f"{rate:,.0f} tokens/s", file=sys.stderr, flush=True)
 
     args = TrainingArguments(
         output_dir=str(staging / "trainer"),
@@ -235,10 +264,13 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
         weight_decay=hp.weight_decay,
         max_grad_norm=hp.max_grad_norm,
         optim=optimizer,
+        activation_checkpointing=hp.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if hp.gradient_checkpointing else None,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
         logging_steps=1,
+        include_num_input_tokens_seen=True,
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
@@ -285,6 +317,9 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
             device=str(device),
             world_size=trainer.args.world_size,
             train_seconds=round(train_seconds, 2),
+            train_tokens=int(trainer.state.num_input_tokens_seen or 0),
+            tokens_per_second=round((trainer.state.num_input_tokens_seen or 0) / train_seconds, 1)
+            if train_seconds > 0 else None,
             wall_seconds=round(time.perf_counter() - started, 2),
             libraries=models.library_versions(),
             adapter_sha256=file_sha256(weights) if weights.is_file() else None,

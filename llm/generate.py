@@ -1,10 +1,11 @@
 """`python -m llm.generate JOB.json`: sample a generation job's programs into its output directory.
 
-Writes `samples.jsonl` (one sample a line, appended batch by batch and flushed, so a killed job keeps
-what it finished) and, at the end, `generation.json` (totals, timing, model revision, library versions).
-Run again on the same job it resumes: finished batches are kept, a half-written one is drawn again, and
-because each batch is seeded from its first index the result is the same as an uninterrupted run.
-Exit status: 0 done, 2 bad job or missing model, 1 anything else.
+Writes `samples.jsonl` (one sample a line, appended as each finishes and flushed, so a killed job
+keeps what it finished) and, at the end, `generation.json` (totals, timing, decode work, model
+revision, library versions). Run again on the same job it resumes: finished samples are kept and the
+others drawn with their own seeds (continuous batching: each sample is seeded from its index; static
+batching: finished batches are kept, each seeded from its first index). Exit status: 0 done, 2 bad job
+or missing model, 1 anything else.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from typing import Any
 from contracts.files import atomic_write_text, jsonl_line
 from contracts.jobfile import read_job
 from contracts.llm import GENERATION_SUMMARY_FILE, SAMPLES_FILE, GenerateJob, Sample, read_samples
+
+
+def _finished_samples(output_dir: Path, num_samples: int) -> list[Sample]:
+    """Every sample already written (the job's own earlier, interrupted run), once each."""
+    by_index = {s.index: s for s in read_samples(output_dir) if s.index < num_samples}
+    return [by_index[i] for i in sorted(by_index)]
 
 
 def _finished_batches(output_dir: Path, batch_size: int) -> list[Sample]:
@@ -41,29 +48,35 @@ def run(job: GenerateJob) -> dict[str, Any]:
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / SAMPLES_FILE
-    kept = _finished_batches(out, job.batch_size)
-    atomic_write_text(samples_path, "".join(jsonl_line(s.as_dict()) for s in kept))
-    (out / GENERATION_SUMMARY_FILE).unlink(missing_ok=True)
-
+    print(f"model: loading {job.model}" + (f" with adapter {job.adapter}" if job.adapter else "")
+          + " (downloading it first if it is not cached)", file=sys.stderr, flush=True)
     start = time.perf_counter()
     backend = make_backend(job.backend, job.model, job.decoding, job.batch_size, adapter=job.adapter,
-                           device=job.device, max_lora_rank=job.max_lora_rank)
+                           device=job.device, max_lora_rank=job.max_lora_rank, batching=job.batching)
     load_seconds = time.perf_counter() - start
-    remaining = job.num_samples - len(kept)
+    static = job.batching == "static" and job.backend == "transformers"
+    kept = (_finished_batches(out, getattr(backend, "batch_size", job.batch_size)) if static
+            else _finished_samples(out, job.num_samples))
+    atomic_write_text(samples_path, "".join(jsonl_line(s.as_dict()) for s in kept))
+    (out / GENERATION_SUMMARY_FILE).unlink(missing_ok=True)
     drawn = 0
-    sample_seconds = 0.0
     tokens = 0
-    if remaining > 0:
-        request = SampleRequest(job.messages, remaining, job.decoding.seed, first_index=len(kept))
+    sampling_started = time.perf_counter()
+    if len(kept) < job.num_samples:
+        done = frozenset(s.index for s in kept)
+        request = (SampleRequest(job.messages, job.num_samples - len(kept), job.decoding.seed, first_index=len(kept))
+                   if static else SampleRequest(job.messages, job.num_samples, job.decoding.seed, done=done))
         with samples_path.open("a") as fh:
             for batch in backend.generate([request]):
                 for sample in batch:
                     fh.write(jsonl_line(sample.as_dict()))
                 fh.flush()
                 drawn += len(batch)
-                sample_seconds += batch[0].seconds
                 tokens += sum(s.completion_tokens for s in batch)
-                print(f"generate: {len(kept) + drawn}/{job.num_samples} samples", file=sys.stderr, flush=True)
+                sample_seconds = time.perf_counter() - sampling_started
+                rate = tokens / sample_seconds if sample_seconds else 0.0
+                print(f"generate: {len(kept) + drawn}/{job.num_samples} samples, {rate:,.0f} tokens/s",
+                      file=sys.stderr, flush=True)
     from llm.models import library_versions
 
     summary = {
@@ -72,13 +85,15 @@ def run(job: GenerateJob) -> dict[str, Any]:
         "prompt_sha256": job.prompt_sha256,
         "decoding": asdict(job.decoding),
         "num_samples": job.num_samples,
-        "batch_size": job.batch_size,
+        "requested_batch_size": job.batch_size,
         "resumed_from": len(kept),
         "drawn": drawn,
         "load_seconds": round(load_seconds, 3),
-        "sample_seconds": round(sample_seconds, 3),
+        "sample_seconds": round(time.perf_counter() - sampling_started, 3),
         "completion_tokens": tokens,
-        "tokens_per_second": round(tokens / sample_seconds, 1) if sample_seconds else None,
+        "tokens_per_second": round(tokens / (time.perf_counter() - sampling_started), 1) if drawn else None,
+        "decode_rows": getattr(getattr(backend, "counters", None), "computed", None),
+        "useful_decode_rows": getattr(getattr(backend, "counters", None), "useful", None),
         "libraries": library_versions(),
     }
     backend.close()

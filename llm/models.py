@@ -120,3 +120,22 @@ def library_versions() -> dict[str, str | None]:
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
     """The prompt text in the model's own chat template, ending where the assistant's answer starts."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def kv_bytes_per_token(model: PreTrainedModel) -> int:
+    """Bytes of key/value cache one token takes (all layers), from the model's configuration."""
+    config = model.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * torch.finfo(model.dtype).bits // 8
+
+
+def auto_batch_size(model: PreTrainedModel, device: torch.device, tokens_per_sequence: int, cap: int = 64) -> int:
+    """Sequences that fit at once: on CUDA what the free memory (after the model) holds of KV cache
+    for `tokens_per_sequence` each, with a quarter more for activations; 8 on the CPU."""
+    if device.type != "cuda":
+        return 8
+    free, _ = torch.cuda.mem_get_info(device)
+    per_sequence = kv_bytes_per_token(model) * tokens_per_sequence * 1.25
+    return max(1, min(cap, int(free * 0.85 // per_sequence)))

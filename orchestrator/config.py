@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class EvaluationConfig:
     device: str
-    gpu: int
+    gpus: list[int] | str  # the GPUs candidates run on (host indices), or "all" that Docker sees
+    jobs_per_gpu: int  # candidates at once on each GPU (on the CPU: `jobs`)
     batch_size: int
     lr: float
     momentum: float
@@ -87,8 +89,10 @@ class GenerationConfig:
     do_sample: bool
     max_new_tokens: int
     candidates_per_cycle: int
-    batch_size: int
+    batch_size: int  # sequences decoded at once; 0: as many as the GPU's free memory holds
+    batching: str  # "continuous" (a finished sequence's slot refilled at once) or "static" batches
     seed: int
+    gpus: list[int] | str  # the GPUs the LLM container gets (host indices), or "all"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class FinetuneConfig:
     precision: str
     max_seq_length: int
     over_length: str
+    gradient_checkpointing: bool
     continue_from_previous: bool
 
 
@@ -175,6 +180,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("data", "dataset"): ("cifar10", "fashion-mnist", "mnist", "synthetic"),
     ("evaluation", "device"): ("cpu", "cuda"),
     ("generation", "backend"): ("transformers", "vllm"),
+    ("generation", "batching"): ("continuous", "static"),
     ("finetune", "over_length"): ("skip", "error"),
     ("finetune", "precision"): ("bf16", "fp16", "fp32"),
     ("cycle", "seed_corpus"): ("all", "valid"),
@@ -188,6 +194,14 @@ TINY_MODEL = "tiny"
 
 
 def _check_value(value: Any, expected: Any, where: str) -> Any:
+    if isinstance(expected, types.UnionType):  # list[int] | str: the one that fits
+        problems = []
+        for option in typing.get_args(expected):
+            try:
+                return _check_value(value, option, where)
+            except ConfigError as exc:
+                problems.append(str(exc).split(": ", 1)[1])
+        raise ConfigError(f"{where}: {' or '.join(problems)}")
     if expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -315,6 +329,10 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
         ("evaluation.buffer_allowance", sections["evaluation"].buffer_allowance >= 0),
         ("evaluation.suspect_gap", 0.0 < sections["evaluation"].suspect_gap <= 1.0),
         ("evaluation.jobs", sections["evaluation"].jobs >= 1),
+        ("evaluation.jobs_per_gpu", sections["evaluation"].jobs_per_gpu >= 1),
+        ("evaluation.gpus", _gpus_ok(sections["evaluation"].gpus)),
+        ("generation.gpus", _gpus_ok(sections["generation"].gpus)),
+        ("generation.batch_size", sections["generation"].batch_size >= 0),
         ("evaluation.train_timeout_s", sections["evaluation"].train_timeout_s > 0),
         ("evaluation.predict_timeout_s", sections["evaluation"].predict_timeout_s > 0),
         ("evaluation.check_timeout_s", sections["evaluation"].check_timeout_s > 0),
@@ -337,6 +355,11 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
     for where, ok in checks:
         if not ok:
             raise ConfigError(f"{where}: value out of range")
+
+
+def _gpus_ok(gpus: list[int] | str) -> bool:
+    return gpus == "all" or (isinstance(gpus, list) and len(gpus) > 0 and all(g >= 0 for g in gpus)
+                             and len(set(gpus)) == len(gpus))
 
 
 def as_dict(section: Any) -> dict[str, Any]:

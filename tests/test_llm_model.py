@@ -165,6 +165,28 @@ def test_tiny_model_reads_a_lemur_export(workspace: dict[str, Path]) -> None:
     assert len(read_corpus(workspace["chat"], 500_000)) == 8
 
 
+def test_each_sample_draws_the_same_whatever_it_shares_a_batch_with(tiny: Path) -> None:
+    """Continuous batching seeds each sample on its own: one, two or four slots, a resumed job that
+    draws only some indices, the same index gives the same completion."""
+    from llm.sampling import SampleRequest, TransformersBackend
+
+    decoding = Decoding(temperature=0.8, top_k=50, top_p=0.9, do_sample=True, max_new_tokens=40, seed=0)
+    messages = prompt_messages(generation_task(500_000))
+    texts = {}
+    for slots in (1, 2, 4):
+        backend = TransformersBackend(str(tiny), decoding, batch_size=slots, device="cpu")
+        drawn = [s for b in backend.generate([SampleRequest(messages, 6, 3)]) for s in b]
+        texts[slots] = {s.index: s.text for s in drawn}
+        assert backend.counters.computed == backend.counters.useful  # no step spent on a finished sample
+    assert texts[1] == texts[2] == texts[4] and len(set(texts[1].values())) > 1
+    resumed = TransformersBackend(str(tiny), decoding, batch_size=2, device="cpu")
+    rest = [s for b in resumed.generate([SampleRequest(messages, 6, 3, done=frozenset({0, 2, 3}))]) for s in b]
+    assert {s.index: s.text for s in rest} == {i: texts[1][i] for i in (1, 4, 5)}
+    static = TransformersBackend(str(tiny), decoding, batch_size=4, device="cpu", batching="static")
+    batches = list(static.generate([SampleRequest(messages, 6, 3)]))
+    assert [len(b) for b in batches] == [4, 2] and static.counters.useful <= static.counters.computed
+
+
 def test_sampling_is_seeded_and_keeps_raw_text_counts_and_reasons(tiny: Path, config) -> None:
     from llm.sampling import SampleRequest, TransformersBackend
 
@@ -175,10 +197,10 @@ def test_sampling_is_seeded_and_keeps_raw_text_counts_and_reasons(tiny: Path, co
     def draw(seed: int, n: int = 3) -> list:
         return [s for batch in backend.generate([SampleRequest(messages, n, seed)]) for s in batch]
 
-    first, again, other = draw(1), draw(1), draw(2)
+    first, again, other = (sorted(draw(seed), key=lambda s: s.index) for seed in (1, 1, 2))
     assert [s.text for s in first] == [s.text for s in again]
     assert [s.text for s in first] != [s.text for s in other]
-    assert [s.index for s in first] == [0, 1, 2] and [s.batch_size for s in first] == [2, 2, 1]
+    assert [s.index for s in first] == [0, 1, 2] and [s.batch_size for s in first] == [2, 2, 2]  # two slots
     for sample in first:
         assert sample.finish_reason in ("stop", "length")
         assert 0 < sample.completion_tokens <= 24 and sample.prompt_tokens > 10
@@ -238,12 +260,22 @@ def test_finetune_via_accelerate_lowers_loss_and_writes_a_loadable_adapter(tiny:
 
     decoding = Decoding(temperature=0.8, top_k=50, top_p=0.9, do_sample=True, max_new_tokens=24, seed=0)
     messages = prompt_messages(generation_task(config.evaluation.param_budget))
-    texts = {}
+    # The sampling backend applies the adapter: its next-token distribution after the prompt moved.
+    # (Each sample's draws are coupled across models by its seed, so a few tokens of text may agree.)
+    import torch
+
+    from llm.models import render_prompt
+
+    distributions = {}
     for name, path in (("base", None), ("adapted", adapter)):
         backend = TransformersBackend(str(tiny), decoding, batch_size=2, adapter=str(path) if path else None,
                                       device="cpu")
-        texts[name] = [s.text for b in backend.generate([SampleRequest(messages, 2, 7)]) for s in b]
-    assert texts["adapted"] != texts["base"]
+        ids = backend.tokenizer(render_prompt(backend.tokenizer, messages), add_special_tokens=False,
+                                return_tensors="pt").input_ids
+        with torch.inference_mode():
+            distributions[name] = backend.model(input_ids=ids).logits[0, -1].softmax(-1)
+        assert len([s for b in backend.generate([SampleRequest(messages, 2, 7)]) for s in b]) == 2
+    assert (distributions["adapted"] - distributions["base"]).abs().sum() > 1e-3
 
     # The next cycle continues from this adapter (in-process run of the same entry point).
     from llm.finetune import run

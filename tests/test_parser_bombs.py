@@ -81,7 +81,7 @@ class ScriptedEvaluator:
         self.alone: dict[int, list[bool]] = {}
         self.lock = threading.Lock()
 
-    def evaluate(self, submission: Submission) -> EvaluationResult:
+    def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult:
         with self.lock:
             self.running += 1
             self.alone.setdefault(submission.key, []).append(self.running == 1)

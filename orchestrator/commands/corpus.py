@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from orchestrator.corpus.checks import (ChecksMissing, check_corpus, check_count
 from orchestrator.corpus.export import corpus_stats, export_chat_jsonl
 from orchestrator.corpus.importing import import_lemur
 from orchestrator.evaluation.result import EvaluationResult
-from orchestrator.evaluation.run import make_checker, sandbox_docker
+from orchestrator.evaluation.run import fit_to_machine, make_checker, sandbox_docker
 
 
 @click.group()
@@ -111,11 +112,17 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
     per check protocol; an interrupted run resumes with the programs not yet checked.
     """
     config = load_profile(profile, config_file)
-    protocol = prompt_check_protocol(config.evaluation)
+    if jobs is not None:
+        config = dataclasses.replace(config, evaluation=dataclasses.replace(
+            config.evaluation, jobs=jobs, jobs_per_gpu=jobs))
     try:
         docker = sandbox_docker()
+        config, placement = fit_to_machine(config, docker, say=lambda m: click.echo(m, err=True))
     except ImageError as exc:
         raise click.ClickException(f"{exc}\nnothing was checked (program code never runs outside Docker)") from None
+    except InfraError as exc:
+        raise click.ClickException(f"infrastructure failure: {exc}\nnothing was checked") from None
+    protocol = prompt_check_protocol(config.evaluation)
     checker = make_checker(docker, config, protocol, workdir)
     db = connect(workdir, db_url)
     console = Console(stderr=True)
@@ -124,7 +131,7 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
             pending = len(unchecked_programs(session, protocol.id))
         total = min(pending, limit) if limit else pending
         console.print(f"checking {total} corpus program(s) under {protocol.id} with {checker.image.tag} "
-                      f"({jobs or config.evaluation.jobs} at a time)")
+                      f"({len(placement.slots())} at a time)")
         outcomes: Counter[str] = Counter()
         started = time.monotonic()
         with Progress(TextColumn("check"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[valid]} valid"),
@@ -136,7 +143,7 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
                 progress.update(task, advance=1, valid=outcomes["ok"])
 
             try:
-                check_corpus(db, checker, jobs or config.evaluation.jobs, limit, on_result=advance)
+                check_corpus(db, checker, placement, limit, on_result=advance)
             except InfraError as exc:
                 raise click.ClickException(f"infrastructure failure: {exc}\n"
                                            f"{sum(outcomes.values())} results were kept; run again to resume") from None

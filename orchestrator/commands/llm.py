@@ -77,7 +77,8 @@ def tiny_model(out: Path, corpus: Path, steps: int | None, samples: int, use_san
         click.echo(check_line(report["check"]))
 
 
-def _run(job: GenerateJob | FinetuneJob, workdir: Path, local: bool, image: str | None, gpu: bool) -> str:
+def _run(job: GenerateJob | FinetuneJob, workdir: Path, local: bool, image: str | None,
+         gpus: list[int] | str | None) -> str:
     from orchestrator.generator import runner
 
     try:
@@ -91,7 +92,8 @@ def _run(job: GenerateJob | FinetuneJob, workdir: Path, local: bool, image: str 
             docker = connect() if image else connect("llm")
         except ImageError as exc:
             raise click.ClickException(str(exc)) from None
-        return runner.run_in_container(job, workdir, image or docker.images["llm"].tag, client=docker.client, gpu=gpu)
+        return runner.run_in_container(job, workdir, image or docker.images["llm"].tag, client=docker.client,
+                                       gpus=gpus, on_line=lambda line: click.echo(line, err=True))
     except LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -103,6 +105,12 @@ _image_option = click.option(
 _gpu_option = click.option(
     "--gpu/--no-gpu", default=None,
     help="Reserve the GPUs for the container (default: when the profile's device is cuda).")
+
+
+def _gpus(config, gpu: bool | None):  # type: ignore[no-untyped-def]
+    """The profile's LLM GPUs when the job gets GPUs (--gpu, or by default when the device is cuda)."""
+    wanted = config.evaluation.device == "cuda" if gpu is None else gpu
+    return config.generation.gpus if wanted else None
 
 
 def _job_options(func):  # type: ignore[no-untyped-def]
@@ -130,7 +138,7 @@ def generate(out: Path, adapter: Path | None, num_samples: int | None, local: bo
         job = generate_job(config, workdir, out, adapter=adapter, num_samples=num_samples)
     except LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
-    _run(job, workdir, local, image, config.evaluation.device == "cuda" if gpu is None else gpu)
+    _run(job, workdir, local, image, _gpus(config, gpu))
     samples = read_samples(out)
     extracted = sum(extract_code(s.text) is not None for s in samples)
     click.echo(f"{len(samples)} samples in {out}; code extracted from {extracted}")
@@ -159,7 +167,7 @@ def finetune(corpus: Path, out: Path, parent: Path | None, max_steps: int | None
                            measure_loss=measure_loss)
     except LLMRunError as exc:
         raise click.ClickException(str(exc)) from None
-    _run(job, workdir, local, image, config.evaluation.device == "cuda" if gpu is None else gpu)
+    _run(job, workdir, local, image, _gpus(config, gpu))
     meta = read_adapter_metadata(out)
     click.echo(f"adapter {out}: {meta.steps} steps, train loss {meta.train_loss}, "
                f"{meta.corpus.trained_examples} examples "

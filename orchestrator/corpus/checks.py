@@ -24,7 +24,7 @@ from orchestrator.corpus.index import CORPUS
 from orchestrator.evaluation.evaluator import Checker
 from orchestrator.evaluation.protocol import CheckProtocol, make_check_protocol
 from orchestrator.evaluation.result import EvaluationResult, Submission
-from orchestrator.evaluation.run import evaluate_many
+from orchestrator.evaluation.run import Placement, evaluate_many
 from orchestrator.store.database import Database
 from orchestrator.store.schema import Program, ProgramCheck
 
@@ -77,9 +77,9 @@ def valid_program_ids(session: Session, protocol_id: str) -> set[int]:
     return ids
 
 
-def check_corpus(db: Database, checker: Checker, jobs: int, limit: int | None = None,
+def check_corpus(db: Database, checker: Checker, jobs: int | Placement, limit: int | None = None,
                  on_result: Callable[[EvaluationResult], None] | None = None) -> int:
-    """Check the unchecked corpus programs (at most `limit`), `jobs` at a time, committing each
+    """Check the unchecked corpus programs (at most `limit`), `jobs` at a time (or as placed), committing each
     result as it lands: an interrupted run loses nothing and resumes with the rest. Returns how many
     were checked. An infrastructure failure (Docker) is re-raised after the finished ones are kept."""
     with db.transaction() as session:

@@ -53,17 +53,15 @@ class Evaluator:
         self.protocol = make_protocol(self.config, self.dataset)
         self.node = daemon_name(self.client)
 
-    @property
-    def gpu(self) -> int | None:
-        return self.config.gpu if self.protocol.device == "cuda" else None
-
-    def evaluate(self, submission: Submission) -> EvaluationResult:
-        """Evaluate one program. Raises InfraError when Docker fails (never the candidate's fault)."""
+    def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult:
+        """Evaluate one program (on host GPU `gpu` when the protocol's device is cuda). Raises
+        InfraError when Docker fails (never the candidate's fault)."""
         p = self.protocol
+        gpu = gpu if p.device == "cuda" else None
         result, workdir = _begin(submission, p.id, p.max_source_bytes, self.image, self.artefacts_root)
         if workdir is None:
             return result
-        result.artefacts, result.gpu, result.node = str(workdir), self.gpu, self.node
+        result.artefacts, result.gpu, result.node = str(workdir), gpu, self.node
         train_job, predict_job = workdir / "train-job", workdir / "predict-job"
         for job_dir in (train_job, predict_job):
             job_dir.mkdir(parents=True)
@@ -75,7 +73,7 @@ class Evaluator:
         outcome = run_phase(self.client, Phase(
             "train", self.image.id, phase_command("train"),
             {train_job: CONTAINER_JOB_DIR, self.dataset.path("train_images"): f"{CONTAINER_DATA_DIR}/{TRAIN_IMAGES}",
-             self.dataset.path("train_labels"): f"{CONTAINER_DATA_DIR}/{TRAIN_LABELS}"}, labels, gpu=self.gpu),
+             self.dataset.path("train_labels"): f"{CONTAINER_DATA_DIR}/{TRAIN_LABELS}"}, labels, gpu=gpu),
             p.train_limits)
         result.train_seconds = round(outcome.seconds, 3)
         result.add_log("train", outcome.log_tail)
@@ -97,7 +95,7 @@ class Evaluator:
         outcome = run_phase(self.client, Phase(
             "predict", self.image.id, phase_command("predict"),
             {predict_job: CONTAINER_JOB_DIR, self.scoring.predict_images: f"{CONTAINER_DATA_DIR}/{PREDICT_IMAGES}"}, labels,
-            gpu=self.gpu), p.predict_limits)
+            gpu=gpu), p.predict_limits)
         result.predict_seconds = round(outcome.seconds, 3)
         result.add_log("predict", outcome.log_tail)
         if phase_failed(result, outcome, "predict"):
@@ -127,18 +125,18 @@ class Checker:
     image: ResolvedImage
     protocol: CheckProtocol
     artefacts_root: Path
-    gpu: int | None = None
 
     def __post_init__(self) -> None:
         self.node = daemon_name(self.client)
 
-    def evaluate(self, submission: Submission) -> EvaluationResult:
+    def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult:
         """Check one program. Raises InfraError when Docker fails (never the candidate's fault)."""
         p = self.protocol
+        gpu = gpu if p.device == "cuda" else None
         result, workdir = _begin(submission, p.id, p.max_source_bytes, self.image, self.artefacts_root)
         if workdir is None:
             return result
-        result.gpu, result.node = self.gpu, self.node
+        result.gpu, result.node = gpu, self.node
         job_dir = workdir / "check-job"
         job_dir.mkdir(parents=True)
         (job_dir / CANDIDATE_FILE).write_bytes(submission.source)
@@ -146,7 +144,7 @@ class Checker:
         try:
             outcome = run_phase(self.client, Phase(
                 "check", self.image.id, phase_command("check"), {job_dir: CONTAINER_JOB_DIR},
-                {"org.nasloop.candidate": result.sha256}, gpu=self.gpu), p.limits)
+                {"org.nasloop.candidate": result.sha256}, gpu=gpu), p.limits)
             result.check_seconds = round(outcome.seconds, 3)
             result.add_log("check", outcome.log_tail)
             if phase_failed(result, outcome, "check"):

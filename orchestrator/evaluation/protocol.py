@@ -25,13 +25,16 @@ PHASE_MODULES = {"train": "sandbox.train", "predict": "sandbox.predict", "check"
 
 
 class RecordedProtocol:
-    """A protocol is recorded by name and the hash of all its fields."""
+    """A protocol is recorded by name and the hash of all its fields (`recorded_fields`)."""
 
     name: str
 
+    def recorded_fields(self) -> dict[str, object]:
+        return asdict(self)  # type: ignore[call-overload]
+
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()  # type: ignore[call-overload]
+        return hashlib.sha256(json.dumps(self.recorded_fields(), sort_keys=True).encode()).hexdigest()
 
     @property
     def id(self) -> str:
@@ -113,6 +116,13 @@ class CheckProtocol(RecordedProtocol):
     max_source_bytes: int
     limits: Limits
     name: str = CHECK_PROTOCOL_NAME
+
+    def recorded_fields(self) -> dict[str, object]:
+        """All fields but the CPU share: it cannot change whether a program passes the checks, and a
+        profile's `cpus` is capped to each machine's, so corpus checks stay comparable across machines."""
+        fields = asdict(self)
+        del fields["limits"]["cpus"]
+        return fields
 
     def job(self) -> CheckJob:
         return CheckJob(in_shape=self.in_shape, num_classes=self.num_classes, prm=self.prm,

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.containers.client import InfraError
+from orchestrator.containers.gpu import preflight
 from orchestrator.containers.images import Docker, connect
 from orchestrator.containers.labels import sweep_orphans
 from orchestrator.data import PreparedDataset, ensure_prepared
@@ -25,27 +29,45 @@ OnResult = Callable[[EvaluationResult], None]
 
 
 class Evaluates(Protocol):
-    def evaluate(self, submission: Submission) -> EvaluationResult: ...
+    def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult: ...
 
 
-def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs: int,
+@dataclass(frozen=True)
+class Placement:
+    """Where candidates run at once: `jobs` CPU slots, or `per_gpu` slots on each of `gpus`."""
+
+    jobs: int = 1
+    gpus: tuple[int, ...] = ()
+    per_gpu: int = 1
+
+    def slots(self) -> list[int | None]:
+        return [gpu for _ in range(self.per_gpu) for gpu in self.gpus] if self.gpus else [None] * max(1, self.jobs)
+
+
+def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs: int | Placement,
                   on_result: OnResult | None = None) -> list[EvaluationResult]:
-    """Evaluate `submissions`, `jobs` at a time, results in input order; `on_result` is called (one
-    at a time) as each lands.
+    """Evaluate `submissions` in parallel slots (`jobs` on the CPU, or a Placement over GPUs), results
+    in input order; `on_result` is called (one at a time) as each lands.
 
     A candidate never stops the run: any unexpected exception while evaluating it becomes its own
     `invalid_output` result. Only an infrastructure failure (InfraError: Docker, images) stops the
     remaining work, and it is re-raised. With `jobs > 1`, a candidate that ends in `oom` is evaluated
     again alone (after the others) before that is recorded: a neighbour may have taken the memory.
     """
+    placement = jobs if isinstance(jobs, Placement) else Placement(jobs=jobs)
+    slots: queue.Queue[int | None] = queue.Queue()
+    for slot in placement.slots():
+        slots.put(slot)
+    width = slots.qsize()
     lock = threading.Lock()
     stop = threading.Event()
 
     def attempt(submission: Submission) -> EvaluationResult:
         if stop.is_set():
             raise InfraError("stopped after an infrastructure failure")
+        gpu = slots.get()
         try:
-            return evaluator.evaluate(submission)
+            return evaluator.evaluate(submission, gpu=gpu)
         except InfraError:
             stop.set()
             raise
@@ -54,6 +76,8 @@ def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs:
             raise InfraError(f"host I/O failure while evaluating {submission.name or submission.key}: {exc}") from None
         except Exception as exc:  # noqa: BLE001  bytes of the candidate's broke a host-side reader
             return unexpected_failure(evaluator, submission, exc)
+        finally:
+            slots.put(gpu)
 
     def deliver(result: EvaluationResult) -> EvaluationResult:
         if on_result:
@@ -63,11 +87,11 @@ def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs:
 
     def first(submission: Submission) -> EvaluationResult | None:
         result = attempt(submission)
-        if jobs > 1 and result.failure == "oom":
+        if width > 1 and result.failure == "oom":
             return None  # decided later, alone
         return deliver(result)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=width) as pool:
         results = [f.result() for f in [pool.submit(first, s) for s in submissions]]
     return [result if result is not None else deliver(retry_alone(attempt, submission))
             for submission, result in zip(submissions, results)]
@@ -98,6 +122,22 @@ def sandbox_docker() -> Docker:
     return docker
 
 
+def fit_to_machine(config: ExperimentConfig, docker: Docker, say: Callable[[str], None] = print
+                   ) -> tuple[ExperimentConfig, Placement]:
+    """The profile as this machine can run it: `cpus` capped to what the Docker daemon has (with a
+    notice), and on CUDA the GPU preflight (InfraError naming the cause if it fails) and the slots."""
+    evaluation = config.evaluation
+    available = int(docker.client.info().get("NCPU") or 1)
+    if evaluation.cpus > available:
+        say(f"note: evaluation.cpus = {evaluation.cpus} but this machine has {available} CPU(s): using {available}")
+        evaluation = dataclasses.replace(evaluation, cpus=float(available))
+    placement = Placement(jobs=evaluation.jobs)
+    if evaluation.device == "cuda":
+        gpus = preflight(docker.client, docker.images["sandbox"].id, evaluation.gpus)
+        placement = Placement(gpus=tuple(gpus), per_gpu=evaluation.jobs_per_gpu)
+    return dataclasses.replace(config, evaluation=evaluation), placement
+
+
 def prepared_dataset(config: ExperimentConfig, workdir: Path, data_dir: Path | None = None) -> PreparedDataset:
     data = config.data
     return ensure_prepared(data.dataset, workdir, data_dir or workdir / "data", data.holdout_fraction)
@@ -109,14 +149,15 @@ def submissions_of(paths: Sequence[Path]) -> list[Submission]:
 
 
 def evaluate_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, data_dir: Path | None = None,
-                   on_start: Callable[[Evaluator], None] | None = None,
-                   on_result: OnResult | None = None) -> list[EvaluationResult]:
+                   on_start: Callable[[Evaluator], None] | None = None, on_result: OnResult | None = None,
+                   say: Callable[[str], None] = print) -> list[EvaluationResult]:
     """Run every file through the full evaluation protocol of `config` (one training epoch, prediction,
-    host scoring) in hardened containers, `config.evaluation.jobs` at a time.
+    host scoring) in hardened containers, as many at once as the profile places.
 
-    Raises ImageError/InfraError (Docker, images) and DataError (dataset); a candidate's own failure is
-    its result, never an exception."""
+    Raises ImageError/InfraError (Docker, images, the GPU preflight) and DataError (dataset); a
+    candidate's own failure is its result, never an exception."""
     docker = sandbox_docker()
+    config, placement = fit_to_machine(config, docker, say)
     prepared = prepared_dataset(config, workdir, data_dir)
     submissions = submissions_of(paths)
     with scoring_set(prepared, workdir / "scratch") as scoring:
@@ -124,23 +165,23 @@ def evaluate_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Pat
                               workdir / "artefacts", scoring)
         if on_start:
             on_start(evaluator)
-        return evaluate_many(evaluator, submissions, config.evaluation.jobs, on_result)
+        return evaluate_many(evaluator, submissions, placement, on_result)
 
 
 def check_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, data_dir: Path | None = None,
-                on_start: Callable[[Checker], None] | None = None,
-                on_result: OnResult | None = None) -> list[EvaluationResult]:
+                on_start: Callable[[Checker], None] | None = None, on_result: OnResult | None = None,
+                say: Callable[[str], None] = print) -> list[EvaluationResult]:
     """The validity checks alone for every file, at the input shape of the profile's dataset."""
     docker = sandbox_docker()
+    config, placement = fit_to_machine(config, docker, say)
     meta = prepared_dataset(config, workdir, data_dir).meta
     checker = make_checker(docker, config, make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes),
                            workdir)
     if on_start:
         on_start(checker)
-    return evaluate_many(checker, submissions_of(paths), config.evaluation.jobs, on_result)
+    return evaluate_many(checker, submissions_of(paths), placement, on_result)
 
 
 def make_checker(docker: Docker, config: ExperimentConfig, protocol: CheckProtocol, workdir: Path) -> Checker:
     """A Checker for `protocol` with the sandbox image of `docker`; scratch space in the workspace."""
-    gpu = config.evaluation.gpu if protocol.device == "cuda" else None
-    return Checker(docker.client, docker.images["sandbox"], protocol, workdir / "scratch" / "checks", gpu=gpu)
+    return Checker(docker.client, docker.images["sandbox"], protocol, workdir / "scratch" / "checks")

@@ -47,6 +47,7 @@ def generate_job(config: ExperimentConfig, workdir: Path, output_dir: Path, adap
         output_dir=str(Path(output_dir).resolve()),
         adapter=str(Path(adapter).resolve()) if adapter else None,
         backend=gen.backend,
+        batching=gen.batching,
         device=device or config.evaluation.device,
         max_lora_rank=max(32, config.finetune.lora_r),
     )

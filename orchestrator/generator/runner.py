@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import docker.errors
 from contracts.jobfile import write_job
 from contracts.llm import FinetuneJob, GenerateJob
 from orchestrator.config import REPO_ROOT
+from orchestrator.containers.gpu import device_request
 from orchestrator.containers.labels import managed_labels
 from orchestrator.generator.jobs import LLMRunError
 
@@ -103,13 +107,16 @@ def in_container_job(job: GenerateJob | FinetuneJob, mounts: Mounts) -> Generate
 
 
 def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, client: docker.DockerClient,
-                     gpu: bool = False, timeout: float | None = None) -> str:
-    """Run `job` in the LLM image with the workspace mounted; return its output; LLMRunError on failure.
+                     gpus: list[int] | str | None = None, timeout: float | None = None,
+                     log_file: Path | None = None, on_line: Callable[[str], None] | None = None) -> str:
+    """Run `job` in the LLM image with the workspace mounted; return its output; LLMRunError (with
+    the tail of its output) on failure.
 
     The container runs as the calling user (files in the workspace stay the user's), carries the
     managed labels (a crashed orchestrator's LLM container is swept like a sandbox one), and is
-    removed on every path. `gpu=True` reserves all GPUs (the SDK's DeviceRequest).
-    """
+    removed on every path. `gpus`: the GPUs it gets (host indices, or "all"; None: none). Its output
+    is followed while it runs: every line goes to `log_file` and to `on_line` as it happens (model
+    download, samples done, fine-tune steps)."""
     workdir = Path(workdir).resolve()
     mounts = container_mounts(job, workdir)
     inner = in_container_job(job, mounts)
@@ -120,26 +127,75 @@ def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, 
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
         if name in os.environ:
             environment[name] = os.environ[name]
-    device_requests = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpu else None
     container = client.containers.run(
         image, _command(inner, mounts.to_container(str(host_job_path)), "python3"),
         volumes=mounts.volumes(), environment=environment, user=f"{os.getuid()}:{os.getgid()}",
-        device_requests=device_requests, labels=managed_labels("llm"), shm_size="2g",
-        working_dir="/tmp", detach=True,
+        device_requests=[device_request(gpus)] if gpus is not None else None, labels=managed_labels("llm"),
+        shm_size="2g", working_dir="/tmp", detach=True,
     )
+    follower = LogFollower(container, log_file, on_line)
     try:
+        follower.start()
         try:
             status = container.wait(timeout=timeout)
         except Exception as exc:  # requests' ReadTimeout: the job overran
             container.kill()
-            raise LLMRunError(f"{_kind(job)} container timed out after {timeout}s") from exc
-        logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+            raise LLMRunError(f"{_kind(job)} container timed out after {timeout}s:\n{follower.tail()}") from exc
+        follower.join()
         if status.get("StatusCode") != 0:
-            raise LLMRunError(f"{_kind(job)} container failed (exit {status.get('StatusCode')}):\n"
-                              f"{logs[-4000:]}")
-        return logs
+            raise LLMRunError(f"{_kind(job)} container failed (exit {status.get('StatusCode')}):\n{follower.tail()}")
+        return follower.text()
     finally:
         try:
             container.remove(force=True)
         except docker.errors.DockerException:
             pass
+
+
+class LogFollower(threading.Thread):
+    """Follows a container's output as it is written: lines (split at newlines and at the carriage
+    returns of progress bars) to a log file and a callback; the whole text kept for the caller."""
+
+    def __init__(self, container, log_file: Path | None, on_line: Callable[[str], None] | None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(daemon=True)
+        self.container, self.log_file, self.on_line = container, log_file, on_line
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        handle = None
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.log_file.open("a", encoding="utf-8")
+        pending = ""
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                pending += chunk.decode("utf-8", errors="replace")
+                *complete, pending = re.split(r"\r\n|\n|\r", pending)
+                for line in complete:
+                    self._line(line, handle)
+            if pending:
+                self._line(pending, handle)
+        except docker.errors.DockerException:
+            pass  # the container went away: what was read is kept
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def _line(self, line: str, handle) -> None:  # type: ignore[no-untyped-def]
+        if not line.strip():
+            return
+        self.lines.append(line)
+        if handle is not None:
+            handle.write(line + "\n")
+            handle.flush()
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def join(self, timeout: float | None = 30.0) -> None:
+        super().join(timeout)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.text()[-chars:]

@@ -5,6 +5,7 @@ trained again."""
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,24 +22,47 @@ from orchestrator.loop.errors import CycleError
 from orchestrator.loop.training_set import write_training_set
 from orchestrator.store.database import Database
 from orchestrator.store.schema import Adapter
+from orchestrator.untrusted import printable
 
 
 @dataclass
 class LLMJobs:
-    """Runs the loop's LLM jobs in the LLM image; a failure is a CycleError (the cycle stays resumable)."""
+    """Runs the loop's LLM jobs in the LLM image, showing their progress as it happens and keeping
+    their whole output in a log file; a failure is a CycleError (the cycle stays resumable)."""
 
     client: docker.DockerClient
     image_id: str
     workdir: Path
-    gpu: bool
+    gpus: list[int] | str | None
+    console: Console | None = None
 
-    def run(self, job: GenerateJob | FinetuneJob) -> None:
+    def run(self, job: GenerateJob | FinetuneJob, log_file: Path) -> None:
+        progress = ProgressLines(self.console)
         try:
-            run_in_container(job, self.workdir, self.image_id, client=self.client, gpu=self.gpu)
+            run_in_container(job, self.workdir, self.image_id, client=self.client, gpus=self.gpus,
+                             log_file=log_file, on_line=progress.show)
         except LLMRunError as exc:
             raise CycleError(str(exc)) from None
         except docker.errors.DockerException as exc:
             raise CycleError(f"infrastructure failure running the LLM container: {exc}") from None
+
+
+class ProgressLines:
+    """Which lines of an LLM job's output the cycle's display shows: nasloop's own progress lines,
+    and a download's progress bar at most every few seconds."""
+
+    def __init__(self, console: Console | None, every_s: float = 5.0) -> None:
+        self.console, self.every_s, self.last = console, every_s, 0.0
+
+    def show(self, line: str) -> None:
+        if self.console is None:
+            return
+        text = printable(line.strip(), 300, keep_lines=False)
+        if text.startswith(("generate:", "finetune:", "model:")):
+            self.console.print(f"    {text}", markup=False, highlight=False)
+        elif "%|" in text and time.monotonic() - self.last > self.every_s:
+            self.last = time.monotonic()
+            self.console.print(f"    {text}", markup=False, highlight=False)
 
 
 @dataclass
@@ -72,7 +96,7 @@ class AdapterTrainer:
                                previous_adapter=workspace_path(self.llm.workdir, parent) if parent else None)
             self.console.print(f"  fine-tuning on {examples} chat examples"
                                + (f" from adapter {Path(parent).name}" if job.parent_adapter else " from the base model"))
-            self.llm.run(job)
+            self.llm.run(job, corpus_file.with_name("finetune.log"))
         try:
             meta = read_adapter_metadata(out)
         except ValueError as exc:

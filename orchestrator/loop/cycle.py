@@ -24,7 +24,7 @@ from orchestrator.containers.images import Docker
 from orchestrator.data import ensure_prepared
 from orchestrator.evaluation.evaluator import Evaluator
 from orchestrator.evaluation.result import EvaluationResult
-from orchestrator.evaluation.run import evaluate_many
+from orchestrator.evaluation.run import Placement, evaluate_many
 from orchestrator.evaluation.scoring import scoring_set
 from orchestrator.generator.jobs import generate_job
 from orchestrator.loop import display
@@ -51,6 +51,7 @@ class CycleRunner:
     seed_ids: set[int] | None
     docker: Docker
     console: Console
+    placement: Placement = Placement()
 
     def __post_init__(self) -> None:
         with self.db.transaction() as session:
@@ -59,7 +60,8 @@ class CycleRunner:
         self.code_version = code_version()
         self.selection = selection_protocol(self.config, self.ablations)
         self.llm = LLMJobs(self.docker.client, self.docker.images["llm"].id, self.workdir,
-                           gpu=self.config.evaluation.device == "cuda")
+                           gpus=self.config.generation.gpus if self.config.evaluation.device == "cuda" else None,
+                           console=self.console)
         self.adapters = AdapterTrainer(self.db, self.config, self.experiment_id, self.experiment_dir,
                                        self.seed_ids, self.llm, self.console)
 
@@ -151,7 +153,7 @@ class CycleRunner:
                            adapter=workspace_path(self.workdir, adapter) if adapter else None)
         self.console.print(f"  sampling {job.num_samples} programs from "
                            f"{'adapter ' + Path(adapter).name if adapter else 'the base model'}")
-        self.llm.run(job)
+        self.llm.run(job, out.with_name("generate.log"))
         try:
             samples = read_samples(out)
         except ValueError as exc:
@@ -189,7 +191,7 @@ class CycleRunner:
                                                    f"mean accuracy {100 * mean:.1f}%")
 
             try:
-                evaluate_many(evaluator, pending, self.config.evaluation.jobs, on_result=record)
+                evaluate_many(evaluator, pending, self.placement, on_result=record)
             except InfraError as exc:
                 raise CycleError(f"infrastructure failure during evaluation: {exc}") from None
         return "select"

@@ -71,7 +71,8 @@ def choose_seed_ids(session: Session, config: ExperimentConfig) -> set[int]:
 
 def seed_fingerprint(session: Session, program_ids: list[int]) -> str:
     """A hash of the seed programs: their ids and the SHA-256 of their code, in id order."""
-    rows = dict(session.execute(select(Program.id, Program.code_sha256).where(Program.id.in_(program_ids))).tuples())
+    rows = {program_id: sha for program_id, sha in
+            session.execute(select(Program.id, Program.code_sha256).where(Program.id.in_(program_ids)))}
     digest = hashlib.sha256()
     for program_id in sorted(program_ids):
         digest.update(f"{program_id}:{rows.get(program_id)}\n".encode())

@@ -10,6 +10,7 @@ from rich.console import Console
 from orchestrator.config import Ablations, ExperimentConfig
 from orchestrator.containers.images import connect
 from orchestrator.containers.labels import sweep_orphans
+from orchestrator.evaluation.run import fit_to_machine
 from orchestrator.loop.cycle import CycleRunner
 from orchestrator.loop.experiment import experiment_name, open_experiment, pinned_seed_ids
 from orchestrator.loop.lock import workspace_lock
@@ -32,13 +33,14 @@ def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: in
         removed = sweep_orphans(docker.client)
         if removed:
             console.print(f"removed {removed} container(s) left behind by an interrupted run")
+        config, placement = fit_to_machine(config, docker, say=console.print)
         db = open_database(workdir, db_url)
         try:
             with db.transaction() as session:
                 experiment = open_experiment(session, name, profile, config, ablations)
                 experiment_id, seed_ids = experiment.id, pinned_seed_ids(session, experiment, config)
             console.print(f"experiment [bold]{name}[/bold] ({profile}, {ablations.label}) in {workdir}")
-            runner = CycleRunner(workdir, db, config, experiment_id, ablations, seed_ids, docker, console)
+            runner = CycleRunner(workdir, db, config, experiment_id, ablations, seed_ids, docker, console, placement)
             if until is not None:
                 done = runner.completed()
                 if done >= until:

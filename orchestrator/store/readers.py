@@ -82,9 +82,8 @@ def ablations_of(experiment: Experiment) -> Ablations:
 
 def experiment_status(session: Session) -> list[ExperimentStatus]:
     """Every experiment with its cycles, phases and counts, by name."""
-    evaluated = dict(session.execute(
-        select(Candidate.cycle_id, func.count()).where(Candidate.outcome.is_not(None)).group_by(Candidate.cycle_id)
-    ).tuples().all())
+    evaluated = {cycle_id: count for cycle_id, count in session.execute(
+        select(Candidate.cycle_id, func.count()).where(Candidate.outcome.is_not(None)).group_by(Candidate.cycle_id))}
     return [ExperimentStatus(
         experiment=e.name, profile=e.profile, config_sha256=e.config_sha256, code_version=e.code_version,
         ablations=ablations_of(e).label,
