@@ -159,7 +159,7 @@ def live_run(workspace) -> LiveRun:  # type: ignore[no-untyped-def]  # noqa: F81
             snapshot = _snapshot(client)
             if snapshot is not None:
                 run.snapshots.append(snapshot)
-                if polls % 5 == 0:  # the pages too, and a figure
+                if polls % 8 == 0:  # the pages too, and a figure
                     cycle = len(snapshot["phases"])
                     for url in ("/", f"/experiments/{EXPERIMENT}", f"/experiments/{EXPERIMENT}/cycles/{cycle}",
                                 f"/experiments/{EXPERIMENT}/adapters", f"/experiments/{EXPERIMENT}/figures/overview.png"):
@@ -167,7 +167,7 @@ def live_run(workspace) -> LiveRun:  # type: ignore[no-untyped-def]  # noqa: F81
                         if not (url.endswith(".png") and status == 404):  # no figure before any evaluation
                             run.page_statuses.append((url, status))
                 polls += 1
-            time.sleep(0.7)
+            time.sleep(1.0)
     finally:
         if process.poll() is None:
             process.kill()
