@@ -68,6 +68,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
                                  experiment_figures=charts.EXPERIMENT_FIGURES,
                                  compare_figures=charts.COMPARE_FIGURES)
     cache = charts.FigureCache()
+    summaries = queries.Summaries()
 
     def read(query: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one query in a short read transaction; 404 when it finds nothing."""
@@ -120,7 +121,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
 
     @app.get("/experiments/<name>")
     def experiment_page(name: str) -> str:
-        return page("experiment.html", e=read(queries.experiment, name))
+        return page("experiment.html", e=read(queries.experiment, name, summaries))
 
     @app.get("/experiments/<name>/cycles/<int:index>")
     def cycle_page(name: str, index: int) -> str:
@@ -136,7 +137,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
 
     @app.get("/compare")
     def compare_page() -> str:
-        return page("compare.html", cmp=read(queries.compare, compare_names()))
+        return page("compare.html", cmp=read(queries.compare, compare_names(), summaries))
 
     # --- JSON ----------------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
 
     @app.get("/api/experiments/<name>")
     def experiment_json(name: str) -> Response:
-        return jsonify(read(queries.experiment, name))
+        return jsonify(read(queries.experiment, name, summaries))
 
     @app.get("/api/experiments/<name>/cycles/<int:index>")
     def cycle_json(name: str, index: int) -> Response:
@@ -162,7 +163,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
 
     @app.get("/api/compare")
     def compare_json() -> Response:
-        return jsonify(read(queries.compare, compare_names()))
+        return jsonify(read(queries.compare, compare_names(), summaries))
 
     # --- figures -------------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
     def experiment_png(name: str, kind: str) -> Response:
         if kind not in charts.EXPERIMENT_FIGURES:
             abort(404)
-        (found,) = read(queries.summaries, [name])
+        (found,) = read(queries.named_summaries, [name], summaries)
         summary = found[1]
         if summary.stats is None:
             abort(404, "no evaluated candidates yet")
@@ -188,7 +189,7 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
         if kind not in charts.COMPARE_FIGURES:
             abort(404)
         names = compare_names()
-        found = read(queries.summaries, names)
+        found = read(queries.named_summaries, names, summaries)
         stats = [s.stats for _, s in found if s.stats is not None]
         if not stats:
             abort(404, "no evaluated candidates yet")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.dashboard.diff import side_by_side
@@ -24,7 +26,7 @@ from orchestrator.report import tables
 from orchestrator.report.document import stats_document
 from orchestrator.report.records import CandidateRecord, RecordError, parse_record
 from orchestrator.report.stats import ExperimentStats, summarize_experiment
-from orchestrator.store.readers import experiment_status, export_rows
+from orchestrator.store.readers import ExperimentStatus, experiment_status, export_rows
 from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment, Program
 
 # How the loop names a candidate in `nearest_train` / `nearest_gen` (`training_set.selected_code`).
@@ -58,24 +60,24 @@ def _threshold(experiment: Experiment) -> float:
 # --- experiments ---------------------------------------------------------------------------------
 
 
+def _overview(e: Experiment, status: ExperimentStatus) -> dict[str, Any]:
+    last = status.cycles[-1] if status.cycles else None
+    return {
+        "experiment": e.name, "profile": e.profile, "ablations": status.ablations,
+        "config_sha256": e.config_sha256, "code_version": e.code_version, "created_at": _iso(e.created_at),
+        "seed_sha256": e.seed_sha256, "seed_programs": None if e.seed_program_ids is None else len(e.seed_program_ids),
+        "cycles": len(status.cycles), "cycles_done": sum(1 for c in status.cycles if c.phase == "done"),
+        "current_cycle": None if last is None else last.cycle, "phase": "created" if last is None else last.phase,
+        "generated": sum(c.generated or 0 for c in status.cycles),
+        "evaluated": sum(c.evaluated for c in status.cycles),
+        "selected": sum(c.selected or 0 for c in status.cycles),
+    }
+
+
 def experiments(session: Session) -> list[dict[str, Any]]:
     """Every experiment: profile, ablations, configuration hash, cycles done and the phase now."""
     rows = {e.name: e for e in session.scalars(select(Experiment))}
-    out = []
-    for status in experiment_status(session):
-        e = rows[status.experiment]
-        last = status.cycles[-1] if status.cycles else None
-        out.append({
-            "experiment": e.name, "profile": e.profile, "ablations": status.ablations,
-            "config_sha256": e.config_sha256, "code_version": e.code_version, "created_at": _iso(e.created_at),
-            "seed_sha256": e.seed_sha256, "seed_programs": None if e.seed_program_ids is None else len(e.seed_program_ids),
-            "cycles": len(status.cycles), "cycles_done": sum(1 for c in status.cycles if c.phase == "done"),
-            "current_cycle": None if last is None else last.cycle, "phase": "created" if last is None else last.phase,
-            "generated": sum(c.generated or 0 for c in status.cycles),
-            "evaluated": sum(c.evaluated for c in status.cycles),
-            "selected": sum(c.selected or 0 for c in status.cycles),
-        })
-    return out
+    return [_overview(rows[status.experiment], status) for status in experiment_status(session)]
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Summary:
     accuracies: dict[int, list[float]]  # valid accuracies by cycle, for the figures
     pending: int  # candidates not yet evaluated, left out
     error: str | None  # a record the report cannot use
-    version: str  # changes whenever anything shown changes (the pages poll it)
+    version: str  # the experiment's `fingerprint`: figure URLs and caches are keyed by it
 
 
 def _initial_corpus(experiment: Experiment) -> int | None:
@@ -100,11 +102,21 @@ def _initial_corpus(experiment: Experiment) -> int | None:
     return first.corpus_size - first.n_selected - earlier
 
 
-def summarize(session: Session, experiment: Experiment) -> Summary:
-    rows = list(export_rows(session, [experiment.name]))
+def fingerprint(session: Session, experiment: Experiment) -> str:
+    """Cheap to compute, and different whenever the loop commits something the statistics use: the
+    cycles' counts and phases, and aggregates of the candidates' evaluations and selections."""
+    counts = session.execute(
+        select(func.count(Candidate.id), func.max(Candidate.id), func.count(Candidate.outcome),
+               func.count(Candidate.selection_reason), func.sum(Candidate.accuracy),
+               func.sum(Candidate.nn_jaccard_train), func.sum(Candidate.nn_jaccard_gen))
+        .join(Cycle, Candidate.cycle_id == Cycle.id).where(Cycle.experiment_id == experiment.id)).one()
     cycles = [(c.index, c.phase, c.n_generated, c.n_valid, c.n_selected, c.corpus_size, c.finetune_loss,
                c.adapter_out) for c in experiment.cycles]
-    version = hashlib.sha256(json.dumps([cycles, rows], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([list(counts), cycles], default=str).encode()).hexdigest()[:16]
+
+
+def summarize(session: Session, experiment: Experiment, version: str) -> Summary:
+    rows = list(export_rows(session, [experiment.name]))
     evaluated = [r for r in rows if r["valid"] or r["failure"] is not None]
     pending = len(rows) - len(evaluated)
     accuracies: dict[int, list[float]] = {}
@@ -129,17 +141,39 @@ def summarize(session: Session, experiment: Experiment) -> Summary:
     return Summary(stats, accuracies, pending, None, version)
 
 
-def experiment(session: Session, name: str) -> dict[str, Any] | None:
+class Summaries:
+    """Summaries by experiment and fingerprint: a page polled while nothing changes costs one
+    aggregate query, not the whole experiment's statistics."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], Summary] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, session: Session, experiment: Experiment) -> Summary:
+        key = (experiment.name, fingerprint(session, experiment))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        summary = summarize(session, experiment, key[1])
+        with self._lock:
+            self._items[key] = summary
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return summary
+
+
+def experiment(session: Session, name: str, summaries: Summaries) -> dict[str, Any] | None:
     """One experiment: identity, configuration, cycles (phase, counts, timings), Table 2 and novelty."""
     e = _experiment(session, name)
     if e is None:
         return None
-    (overview,) = [x for x in experiments(session) if x["experiment"] == name]
     (status,) = [s for s in experiment_status(session) if s.experiment == name]
-    summary = summarize(session, e)
+    summary = summaries.of(session, e)
     stats = summary.stats
     return {
-        **overview,
+        **_overview(e, status),
         "no_novelty": e.no_novelty, "no_threshold": e.no_threshold, "no_iteration": e.no_iteration,
         "accuracy_threshold": _threshold(e), "config": e.config,
         "cycle_status": [asdict(c) for c in status.cycles],
@@ -317,7 +351,8 @@ def experiment_names(session: Session) -> list[str]:
     return list(session.scalars(select(Experiment.name).order_by(Experiment.name)))
 
 
-def summaries(session: Session, names: Sequence[str]) -> list[tuple[str, Summary]] | None:
+def named_summaries(session: Session, names: Sequence[str], summaries: Summaries
+                    ) -> list[tuple[str, Summary]] | None:
     """Each named experiment's summary (default: every experiment), in order; None when a name is
     unknown."""
     out = []
@@ -325,13 +360,13 @@ def summaries(session: Session, names: Sequence[str]) -> list[tuple[str, Summary
         e = _experiment(session, name)
         if e is None:
             return None
-        out.append((name, summarize(session, e)))
+        out.append((name, summaries.of(session, e)))
     return out
 
 
-def compare(session: Session, names: Sequence[str]) -> dict[str, Any] | None:
+def compare(session: Session, names: Sequence[str], summaries: Summaries) -> dict[str, Any] | None:
     """Table 3 of the named experiments (default: all) and their overall statistics."""
-    found = summaries(session, names)
+    found = named_summaries(session, names, summaries)
     if found is None:
         return None
     stats = [s.stats for _, s in found if s.stats is not None]
