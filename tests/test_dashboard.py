@@ -162,7 +162,8 @@ def live_run(workspace) -> LiveRun:  # type: ignore[no-untyped-def]  # noqa: F81
                 if polls % 8 == 0:  # the pages too, and a figure
                     cycle = len(snapshot["phases"])
                     for url in ("/", f"/experiments/{EXPERIMENT}", f"/experiments/{EXPERIMENT}/cycles/{cycle}",
-                                f"/experiments/{EXPERIMENT}/adapters", f"/experiments/{EXPERIMENT}/figures/overview.png"):
+                                f"/experiments/{EXPERIMENT}/adapters",
+                                f"/experiments/{EXPERIMENT}/figures/overview.png"):
                         status = client.get(url).status_code
                         if not (url.endswith(".png") and status == 404):  # no figure before any evaluation
                             run.page_statuses.append((url, status))
@@ -414,7 +415,8 @@ def test_hostile_text_is_escaped(hostile_workdir: Path) -> None:
         failed = client.get("/experiments/hostile/cycles/1/candidates/1").text
         assert "Traceback: &lt;/script&gt;" in failed
         detail = client.get("/api/experiments/hostile/cycles/1/candidates/0").get_json()
-        assert detail["code"].startswith(f"# {HOSTILE}") and detail["comparisons"][0]["nearest"]["name"] == HOSTILE_PROGRAM
+        assert detail["code"].startswith(f"# {HOSTILE}")
+        assert detail["comparisons"][0]["nearest"]["name"] == HOSTILE_PROGRAM
     finally:
         db.close()
 
@@ -487,9 +489,13 @@ class DevTools:
         self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
 
     def screenshot(self, path: Path, width: int = 1400) -> None:
-        height = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=min(height, 6000), deviceScaleFactor=1,
-                  mobile=False)
+        """The whole page (up to 6,000 pixels) at `width` CSS pixels."""
+        def viewport(height: int) -> None:
+            self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                      mobile=False)
+
+        viewport(900)
+        viewport(min(self.evaluate("Math.ceil(document.documentElement.scrollHeight)"), 6000))
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
 
@@ -573,7 +579,8 @@ def test_browser_shows_the_experiment_and_a_candidate(browser: DevTools, served:
 
     browser.open(f"{served}/experiments/{EXPERIMENT}/cycles/1/candidates/1")
     rows = browser.evaluate("document.querySelectorAll('#diff-training tbody tr').length")
-    assert rows >= len(dashboard.get(f"/api/experiments/{EXPERIMENT}/cycles/1/candidates/1").get_json()["code"].splitlines())
+    code = dashboard.get(f"/api/experiments/{EXPERIMENT}/cycles/1/candidates/1").get_json()["code"]
+    assert rows >= len(code.splitlines())
     assert browser.evaluate("document.querySelectorAll('#code .linenos').length") > 10
     browser.screenshot(tmp_path / "dashboard-candidate.png")
     assert browser.evaluate("window.__csp") == [] and browser.dialogs == []
@@ -602,7 +609,8 @@ def test_browser_runs_no_hostile_script(browser: DevTools, served: str, hostile_
     assert "\\x1b[31mred" in browser.evaluate("document.getElementById('log-tail').innerText")
     assert HOSTILE_PROGRAM[:40] in browser.evaluate("document.body.innerText")
     browser.open(f"{served}/experiments/hostile/cycles/1")
-    assert browser.evaluate("document.querySelector('tr[data-outcome]:nth-child(2)').dataset.outcome") == printable(HOSTILE)
+    outcome = browser.evaluate("document.querySelector('tr[data-outcome]:nth-child(2)').dataset.outcome")
+    assert outcome == printable(HOSTILE)  # an attribute value, whole: the quotes did not end it
 
     # Live: the open page shows what a cycle commits, without a reload.
     browser.open(f"{served}/experiments/hostile")

@@ -181,7 +181,8 @@ def create_app(db: ReadOnlyDatabase) -> Flask:
     @app.get("/experiments/<name>/adapters/loss.png")
     def loss_png(name: str) -> Response:
         lineage = read(queries.adapters, name)
-        key = ("loss", name, *(f"{a['cycle']}:{a['adapter_sha256']}:{len(a['loss_curve'])}" for a in lineage["adapters"]))
+        key = ("loss", name, *(f"{a['cycle']}:{a['adapter_sha256']}:{len(a['loss_curve'])}"
+                               for a in lineage["adapters"]))
         return png(cache.get(key, lambda: charts.loss_figure(lineage["adapters"])))
 
     @app.get("/compare/<kind>.png")
