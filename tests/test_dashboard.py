@@ -33,13 +33,14 @@ from sqlalchemy.exc import OperationalError
 
 from orchestrator.dashboard import DashboardError, create_app, open_readonly
 from orchestrator.dashboard.diff import side_by_side
-from orchestrator.dashboard.markup import highlight_python, printable
+from orchestrator.dashboard.markup import highlight_python
 from orchestrator.dashboard.queries import table_dict
 from orchestrator.report import tables
 from orchestrator.report.records import load_jsonl
 from orchestrator.report.stats import summarize_experiment
 from orchestrator.store.database import head_revision, open_database, upgrade
 from orchestrator.store.schema import Candidate, Cycle, Experiment, Program
+from orchestrator.untrusted import printable
 
 pytest.importorskip("transformers")  # the smoke run's tiny model (tests.test_cycle)
 from tests.test_cycle import _cycle_command, _invoke, workspace  # noqa: E402,F401  (its module fixture)
@@ -81,11 +82,6 @@ def injected(html: str) -> list[str]:
 
 
 # --- no Docker needed ----------------------------------------------------------------------------
-
-
-def test_printable_shows_control_and_bidi_characters() -> None:
-    assert printable("a\x1b[31mb\tc\nd\u202ee\x00") == "a\\x1b[31mb\tc\nd\\u202ee\\x00"
-    assert printable(None) == ""
 
 
 def test_highlighted_code_is_escaped() -> None:

@@ -2,8 +2,8 @@
 
 Every page is rendered from the same dict its `/api/...` endpoint returns (`queries`). Untrusted text
 (code, raw LLM output, errors, logs, program names) reaches the HTML only through Jinja2's
-autoescaping, after `markup.printable` made its control characters visible, or through
-`markup.highlight_python` (Pygments, which escapes). A strict Content-Security-Policy allows only the
+autoescaping, after `orchestrator.untrusted.printable` made its control characters visible, or
+through `markup.highlight_python` (Pygments, which escapes). A strict Content-Security-Policy allows only the
 dashboard's own script and styles, so even markup that slipped through could not run inline script.
 """
 
@@ -17,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from orchestrator.dashboard import charts, queries
-from orchestrator.dashboard.markup import highlight_python, printable
+from orchestrator.dashboard.markup import highlight_python
 from orchestrator.dashboard.readonly import ReadOnlyDatabase
+from orchestrator.untrusted import printable
 
 # Only this origin's script, styles and images; no inline script, no frames, no plugins.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "

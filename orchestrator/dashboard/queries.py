@@ -92,9 +92,8 @@ class Summary:
 
 
 def _initial_corpus(experiment: Experiment) -> int | None:
-    """The seed corpus size: pinned, or the first cycle's corpus less its selections."""
-    if experiment.seed_program_ids is not None:
-        return len(experiment.seed_program_ids)
+    """The training set before any selection, in the unit of `corpus_size`: the first recorded
+    corpus size less the selections up to it (None before any cycle has selected)."""
     first = next((c for c in experiment.cycles if c.corpus_size is not None and c.n_selected is not None), None)
     if first is None:
         return None
