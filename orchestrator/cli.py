@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from orchestrator.commands.dashboard import dashboard
 from orchestrator.commands.data import data
 from orchestrator.commands.evaluate import evaluate
 from orchestrator.commands.images import images
@@ -33,6 +34,7 @@ main.add_command(status)
 main.add_command(export)
 main.add_command(novelty)
 main.add_command(llm)
+main.add_command(dashboard)
 
 
 if __name__ == "__main__":
