@@ -36,11 +36,16 @@ def lemur_records() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def docker_client():  # type: ignore[no-untyped-def]
     from orchestrator.containers.client import ImageError, docker_client
+    from orchestrator.containers.labels import sweep_orphans
 
     try:
-        return docker_client()
+        client = docker_client()
     except ImageError as exc:
         _unavailable(str(exc))
+    # As every nasloop run does at start: containers and volumes of runs that are gone (an earlier
+    # session killed on this daemon) are swept, so that `leftovers` counts only this run's.
+    sweep_orphans(client)
+    return client
 
 
 @pytest.fixture(scope="session")
