@@ -58,6 +58,7 @@ class EvaluationConfig:
     tmpfs_size: str
     max_output_bytes: int
     jobs: int
+    warm_containers: bool  # start each phase's containers ahead of their candidates (same isolation)
 
     @property
     def hyperparameters(self) -> dict[str, float]:

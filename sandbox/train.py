@@ -24,11 +24,15 @@ from sandbox.candidate import CandidateFailure, checked_net, state_tensors
 from sandbox.runner import main, seed_everything, select_device, write_output
 
 
-def train(job: TrainJob) -> None:
+def train(job: TrainJob, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """One phase; `data`: the training split already on the device (a container started ahead)."""
     device = select_device(job.device, job.threads)
     seed_everything(job.seed)
-    images = torch.from_numpy(np.load(Path(DATA_DIR, TRAIN_IMAGES))).to(device)
-    labels = torch.from_numpy(np.load(Path(DATA_DIR, TRAIN_LABELS))).to(device)
+    if data is not None and data[0].device == device:
+        images, labels = data
+    else:
+        images = torch.from_numpy(np.load(Path(DATA_DIR, TRAIN_IMAGES))).to(device)
+        labels = torch.from_numpy(np.load(Path(DATA_DIR, TRAIN_LABELS))).to(device)
     batches = TrainBatches(images, labels, job.batch_size, job.seed, job.mean, job.std,
                            job.crop_padding, job.horizontal_flip)
 

@@ -241,10 +241,12 @@ CASES = [
     Case("training_set_in_metadata", "invalid_output", in_learn="""
         import sys
         import safetensors.torch
-        main = sys.modules['__main__']
+        original = safetensors.torch.save_file
         def save_with_data(tensors, path, metadata=None):
-            safetensors.torch.save_file(tensors, path, metadata={{'format': 'pt', 'data': 'x' * 100000}})
-        main.save_file = save_with_data
+            original(tensors, path, metadata={{'format': 'pt', 'data': 'x' * 100000}})
+        for module in list(sys.modules.values()):  # whichever module the runner saves from
+            if getattr(module, 'save_file', None) is original:
+                module.save_file = save_with_data
         """),
     Case("four_passes_over_the_data", "protocol", in_learn="""
         for _ in range(3):

@@ -6,6 +6,7 @@ report of `assess_samples`."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from orchestrator.evaluation.protocol import CHECK_PROTOCOL_NAME
 from orchestrator.evaluation.result import Submission
 from orchestrator.evaluation.run import evaluate_many
 from orchestrator.generator.samples import assess_samples
+from tests.conftest import leftovers
 from tests.hostile import CASES
 from tests.test_sandbox import LEMUR_OK, LEMUR_OVER_BUDGET, _leftover_containers
 
@@ -56,7 +58,7 @@ jobs = 2
 def _checker(client, image, tmp_path: Path, timeout_s: float = 60.0) -> Checker:  # type: ignore[no-untyped-def]
     config = load_config("smoke")
     evaluation = replace(config.evaluation, check_timeout_s=timeout_s, memory="1g", cpus=1.0)
-    return Checker(client, image, prompt_check_protocol(evaluation), tmp_path / "checks")
+    return Checker(client, image, prompt_check_protocol(evaluation), tmp_path / "checks", pool_size=2)
 
 
 def _invoke(*args: str) -> str:
@@ -73,8 +75,8 @@ def test_hostile_and_ordinary_candidates_get_the_right_check_outcome(docker_clie
               "in_predict": "os.path.exists('/data/predict_images.npy')"}
     cases = [c for c in CASES if c.name in CHECK_EXPECT]
     sources = [Submission(i, c.source(**values), c.name) for i, c in enumerate(cases)]
-    results = {r.name: r for r in evaluate_many(_checker(docker_client, sandbox_image, tmp_path, timeout_s=15.0),
-                                                sources, jobs=2)}
+    with _checker(docker_client, sandbox_image, tmp_path, timeout_s=15.0) as checker:
+        results = {r.name: r for r in evaluate_many(checker, sources, jobs=2)}
     for case in cases:
         r = results[case.name]
         outcome = "ok" if r.valid else r.failure
@@ -87,8 +89,21 @@ def test_hostile_and_ordinary_candidates_get_the_right_check_outcome(docker_clie
     assert not any((tmp_path / "checks").iterdir())  # nothing of a check is kept
 
 
+def test_a_warm_containers_time_limit_starts_at_the_handover(docker_client, sandbox_image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A container that waited ready for longer than the limit still gives its candidate the whole limit."""
+    small = (Path(__file__).parent / "candidates" / "small_cnn.py").read_bytes()
+    with _checker(docker_client, sandbox_image, tmp_path, timeout_s=20.0) as checker:
+        (first,) = evaluate_many(checker, [Submission(0, small, "first")], jobs=1)
+        time.sleep(25.0)  # the next container is ready and waits meanwhile
+        (second,) = evaluate_many(checker, [Submission(1, small + b"\n# again\n", "second")], jobs=1)
+    assert first.valid and second.valid, (first.error, second.error)
+    assert second.check_seconds is not None and second.check_seconds < 20.0
+    assert leftovers(docker_client) == []
+
+
 def test_syntax_errors_never_reach_a_container(docker_client, sandbox_image, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    (result,) = evaluate_many(_checker(docker_client, sandbox_image, tmp_path), [Submission(0, b"def (:\n", "bad")], jobs=1)
+    with _checker(docker_client, sandbox_image, tmp_path) as checker:
+        (result,) = evaluate_many(checker, [Submission(0, b"def (:\n", "bad")], jobs=1)
     assert result.failure == "syntax" and result.check_seconds is None
 
 
@@ -176,8 +191,8 @@ def test_assess_samples_counts_parse_valid_and_near_copies(docker_client, sandbo
     ]
     samples = [Sample(i, text, 10, 100, "stop" if i < 3 else "length", 1.0, 4, 0) for i, text in enumerate(texts)]
     config = load_config("smoke")
-    report = assess_samples(samples, [SMALL_CNN], config.novelty, _checker(docker_client, sandbox_image, tmp_path),
-                            jobs=2)
+    with _checker(docker_client, sandbox_image, tmp_path) as checker:
+        report = assess_samples(samples, [SMALL_CNN], config.novelty, checker, jobs=2)
     assert (report["samples"], report["parsed"], report["has_net"], report["stopped"]) == (4, 3, 3, 3)
     assert report["valid"] == 2 and report["failures"] == {"forward": 1, "syntax": 1}
     assert report["near_copies"] == 1 and report["assessed_for_novelty"] == "valid"
@@ -196,7 +211,8 @@ def test_every_lemur_program_valid_before_the_host_budget_stays_valid(docker_cli
     names = [line for line in VALID_LEMUR.read_text().splitlines() if line and not line.startswith("#")]
     by_name = {r["name"]: r for r in lemur_records}
     submissions = [Submission(i, by_name[name]["code"].encode(), name) for i, name in enumerate(names)]
-    results = evaluate_many(_checker(docker_client, sandbox_image, tmp_path, timeout_s=120.0), submissions, jobs=2)
+    with _checker(docker_client, sandbox_image, tmp_path, timeout_s=120.0) as checker:
+        results = evaluate_many(checker, submissions, jobs=2)
     failed = [(r.name, r.failure, (r.error or "")[-200:]) for r in results if not r.valid]
     assert not failed, failed
     evaluation = load_config("smoke").evaluation

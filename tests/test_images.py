@@ -4,6 +4,7 @@ and the choice of base image."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -83,3 +84,29 @@ def test_build_arguments_and_base_image_are_part_of_the_images_identity(docker_c
         docker_client) != plain
     with pytest.raises(ImageError, match="cannot be pulled"):
         choose_base_image(docker_client, "nasloop-no-such-image:missing", say=lambda _: None)
+
+
+@pytest.mark.docker
+def test_gpu_preflight_names_what_to_install_where_docker_has_no_gpu_runtime(docker_client, sandbox_image) -> None:  # type: ignore[no-untyped-def]
+    """On a machine whose Docker has no NVIDIA runtime (this one), the paper profile stops before any
+    candidate runs, with what to install instead of Docker's raw 'could not select device driver'."""
+    from orchestrator.containers.client import InfraError
+    from orchestrator.containers.gpu import explain, preflight
+
+    if "nvidia" in json.dumps(docker_client.info().get("Runtimes", {})):
+        pytest.skip("this Docker has the NVIDIA runtime")
+    with pytest.raises(InfraError, match="NVIDIA Container Toolkit"):
+        preflight(docker_client, sandbox_image.id, "all")
+    assert "driver is older" in explain("CUDA driver version is insufficient for CUDA runtime version", "12.4")
+
+
+@pytest.mark.docker
+def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    candidate = Path(__file__).parent / "candidates" / "small_cnn.py"
+    result = CliRunner().invoke(main, ["evaluate", "--profile", "paper", "--dataset", "synthetic", "--workdir",
+                                       str(tmp_path), str(candidate)])
+    assert result.exit_code != 0 and "NVIDIA Container Toolkit" in result.output, result.output

@@ -32,13 +32,13 @@ HANG_TIMEOUT = 10.0
 
 
 def _evaluate(client, image, workdir: Path, dataset: str, sources: list[tuple[str, bytes]],  # type: ignore[no-untyped-def]
-              timeout_s: float = 60.0, jobs: int = 2, cpus: float = 1.0) -> list[EvaluationResult]:
+              timeout_s: float = 60.0, jobs: int = 2, cpus: float = 1.0, warm: bool = True) -> list[EvaluationResult]:
     config = load_config("smoke")
     evaluation = replace(config.evaluation, train_timeout_s=timeout_s, predict_timeout_s=timeout_s,
-                         memory="1g", cpus=cpus, jobs=jobs)
+                         memory="1g", cpus=cpus, jobs=jobs, warm_containers=warm)
     prepared = _prepared(dataset, workdir)
-    with scoring_set(prepared, workdir / "scratch") as scoring:
-        evaluator = Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring)
+    with scoring_set(prepared, workdir / "scratch") as scoring, \
+            Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring, pool_size=jobs) as evaluator:
         return evaluate_many(evaluator, [Submission(i, source, name) for i, (name, source) in enumerate(sources)], jobs)
 
 
@@ -148,6 +148,19 @@ def test_real_lemur_models(docker_client, sandbox_image, lemur_records, tmp_path
     for name in LEMUR_OVER_BUDGET:
         assert results[name].failure == "params_over_budget", results[name].error
         assert "budget" in results[name].error
+
+
+def test_warm_and_cold_containers_give_the_same_result(docker_client, sandbox_image, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A candidate's numbers cannot depend on whether its containers were started ahead of it."""
+    small = (CANDIDATES / "small_cnn.py").read_bytes()
+    sources = [("small_cnn", small), ("small_cnn_again", small + b"\n# the same model once more\n")]
+    cold = {r.name: r for r in _evaluate(docker_client, sandbox_image, tmp_path, "synthetic", sources, warm=False)}
+    warm = {r.name: r for r in _evaluate(docker_client, sandbox_image, tmp_path, "synthetic", sources, warm=True)}
+    for name, _ in sources:
+        assert cold[name].valid and warm[name].valid, (cold[name].error, warm[name].error)
+        for field in ("accuracy", "holdout_accuracy", "params", "weights_elements", "protocol", "image"):
+            assert getattr(cold[name], field) == getattr(warm[name], field), field
+    assert _leftover_containers(docker_client) == []
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")

@@ -123,7 +123,7 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
     except InfraError as exc:
         raise click.ClickException(f"infrastructure failure: {exc}\nnothing was checked") from None
     protocol = prompt_check_protocol(config.evaluation)
-    checker = make_checker(docker, config, protocol, workdir)
+    checker = make_checker(docker, config, protocol, workdir, placement)
     db = connect(workdir, db_url)
     console = Console(stderr=True)
     try:
@@ -143,7 +143,8 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
                 progress.update(task, advance=1, valid=outcomes["ok"])
 
             try:
-                check_corpus(db, checker, placement, limit, on_result=advance)
+                with checker:
+                    check_corpus(db, checker, placement, limit, on_result=advance)
             except InfraError as exc:
                 raise click.ClickException(f"infrastructure failure: {exc}\n"
                                            f"{sum(outcomes.values())} results were kept; run again to resume") from None

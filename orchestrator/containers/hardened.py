@@ -35,6 +35,7 @@ from orchestrator.containers.labels import managed_labels
 from orchestrator.untrusted import printable_bytes
 
 CANDIDATE_UID = 10001
+READY_LINE = "NASLOOP-READY"  # what `python -m sandbox.serve` prints once it waits for its candidate
 MAX_OUTPUT_ENTRIES = 64  # files and directories a phase may leave in /out
 _LOG_TAIL_CHARS = 4000
 _POLL_SECONDS = 0.25
@@ -193,55 +194,90 @@ class OutputVolume:
             pass
 
 
-def run_phase(client: docker.DockerClient, phase: Phase, limits: Limits) -> PhaseOutcome:
-    """Run `phase` to completion or timeout and read back its outputs; containers and the output
-    volume are always removed. InfraError when Docker fails."""
-    mounts = [docker.types.Mount(target, str(source.resolve()), type="bind", read_only=True)
-              for source, target in phase.mounts.items()]
-    device_requests = None
-    if phase.gpu is not None:
-        device_requests = [docker.types.DeviceRequest(device_ids=[str(phase.gpu)], capabilities=[["gpu"]])]
-    threads = limits.threads
-    environment = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONHASHSEED": "0",
-                   "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    user = container_user()
-    output: OutputVolume | None = None
-    container = None
-    try:
+class SandboxContainer:
+    """One hardened candidate container with its output volume: created, started (ahead of its
+    candidate for a warm one), run to exit or its deadline, read back and removed, once."""
+
+    def __init__(self, client: docker.DockerClient, phase: Phase, limits: Limits) -> None:
+        self.phase, self.limits = phase, limits
+        mounts = [docker.types.Mount(target, str(source.resolve()), type="bind", read_only=True)
+                  for source, target in phase.mounts.items()]
+        device_requests = None
+        if phase.gpu is not None:
+            device_requests = [docker.types.DeviceRequest(device_ids=[str(phase.gpu)], capabilities=[["gpu"]])]
+        threads = limits.threads
+        environment = {"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONHASHSEED": "0",
+                       "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        user = container_user()
+        self.output: OutputVolume | None = None
+        self.container: docker.models.containers.Container | None = None
         try:
-            output = OutputVolume(client, phase.image, limits, user)
-            container = client.containers.create(
-                phase.image, command=phase.command, environment=environment, mounts=[*mounts, output.mount()],
+            self.output = OutputVolume(client, phase.image, limits, user)
+            self.container = client.containers.create(
+                phase.image, command=phase.command, environment=environment, mounts=[*mounts, self.output.mount()],
                 labels=managed_labels("sandbox", **{"org.nasloop.phase": phase.name, **phase.labels}),
                 device_requests=device_requests, detach=True, **_hardening(limits, user))
+            self.container.start()
         except docker.errors.DockerException as exc:
-            raise InfraError(f"could not create the {phase.name} container: {exc}") from None
-        try:
-            container.start()
-        except docker.errors.DockerException as exc:
+            self.remove()
             raise InfraError(f"could not start the {phase.name} container: {exc}") from None
-        started = time.monotonic()
-        exit_code, timed_out = _wait(container, started + limits.timeout_s)
-        seconds = time.monotonic() - started
+        self.started = time.monotonic()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Whether the runner said it is ready for its candidate within `timeout_s` (a warm start)."""
+        assert self.container is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if READY_LINE.encode() in self.container.logs(stdout=True, stderr=False, tail=50):
+                    return True
+                self.container.reload()
+            except docker.errors.DockerException:
+                return False
+            if self.container.status not in ("created", "running"):
+                return False
+            time.sleep(0.02)
+        return False
+
+    def run(self, started: float | None = None) -> PhaseOutcome:
+        """Wait for the phase to end (its time limit counted from `started`, default the container's
+        start), read back logs and outputs, remove everything. InfraError when Docker fails."""
+        assert self.container is not None and self.output is not None
+        started = self.started if started is None else started
         try:
-            container.reload()
-            oom_killed = bool(container.attrs["State"].get("OOMKilled")) and not timed_out
-            logs = container.logs(stdout=True, stderr=True, tail=200)
-            _remove(container)
-            container = None
-            outputs = output.read()
-        except docker.errors.DockerException as exc:
-            raise InfraError(f"lost the {phase.name} container: {exc}") from None
-    finally:
+            exit_code, timed_out = _wait(self.container, started + self.limits.timeout_s)
+            seconds = time.monotonic() - started
+            try:
+                self.container.reload()
+                oom_killed = bool(self.container.attrs["State"].get("OOMKilled")) and not timed_out
+                logs = self.container.logs(stdout=True, stderr=True, tail=200)
+                _remove(self.container)
+                self.container = None
+                outputs = self.output.read()
+            except docker.errors.DockerException as exc:
+                raise InfraError(f"lost the {self.phase.name} container: {exc}") from None
+        finally:
+            self.remove()
+        logs = logs.replace(READY_LINE.encode() + b"\n", b"", 1)
+        return PhaseOutcome(exit_code=None if timed_out else exit_code, timed_out=timed_out, oom_killed=oom_killed,
+                            outputs=outputs, seconds=seconds, log_tail=printable_bytes(logs, _LOG_TAIL_CHARS))
+
+    def remove(self) -> None:
         try:
-            if container is not None:
-                _remove(container)
-            if output is not None:
-                output.remove()
+            if self.container is not None:
+                _remove(self.container)
+                self.container = None
+            if self.output is not None:
+                self.output.remove()
+                self.output = None
         except docker.errors.DockerException as exc:
-            raise InfraError(f"could not remove the {phase.name} container: {exc}") from None
-    return PhaseOutcome(exit_code=None if timed_out else exit_code, timed_out=timed_out, oom_killed=oom_killed,
-                        outputs=outputs, seconds=seconds, log_tail=printable_bytes(logs, _LOG_TAIL_CHARS))
+            raise InfraError(f"could not remove the {self.phase.name} container: {exc}") from None
+
+
+def run_phase(client: docker.DockerClient, phase: Phase, limits: Limits) -> PhaseOutcome:
+    """Run `phase` cold: start a fresh container (its job already in place), wait for it to end or
+    time out (counted from its start), read back its outputs; everything is always removed."""
+    return SandboxContainer(client, phase, limits).run()
 
 
 def _wait(container: docker.models.containers.Container, deadline: float) -> tuple[int | None, bool]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,8 @@ from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, CONTAINER_DATA
                                WEIGHTS_FILE, CheckReport, TrainReport)
 from orchestrator.config import EvaluationConfig
 from orchestrator.containers.client import daemon_name
-from orchestrator.containers.hardened import Phase, PhaseOutcome, run_phase
+from orchestrator.containers.hardened import Limits, Phase, PhaseOutcome, run_phase
+from orchestrator.containers.pool import WarmPool
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.data import PreparedDataset
 from orchestrator.evaluation.contract import check_contract
@@ -38,6 +41,63 @@ _KIND_OF_EXIT = {code: kind for kind, code in RUNNER_FAILURE_EXITS.items()}
 
 
 @dataclass
+class Launcher:
+    """Runs a candidate's phase: in a container started ahead of it (a warm pool per phase and GPU,
+    when `warm` is on) or in one started for it; either way the same runner does the same thing
+    after the handover, under the same hardening, mounts and limits."""
+
+    client: docker.DockerClient
+    image: ResolvedImage
+    device: str
+    warm: bool
+    pool_size: int
+    pool_root: Path
+    pools: dict[tuple[str, int | None], WarmPool] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, phase: str, limits: Limits, data: dict[Path, str], job_dir: Path, files: dict[str, bytes],
+            job: object, labels: dict[str, str], gpu: int | None) -> PhaseOutcome:
+        """Write the candidate's `files` and `job` into its job directory and run `phase`; the job
+        directory ends up at `job_dir` either way."""
+        command = phase_command(phase, self.device)
+        if not self.warm:
+            _write_job_dir(job_dir, files, job)
+            return run_phase(self.client, Phase(phase, self.image.id, command, {job_dir: CONTAINER_JOB_DIR, **data},
+                                                labels, gpu=gpu), limits)
+        warm = self._pool(phase, limits, data, gpu, command).take()
+        _write_job_dir(warm.job_dir, files, job)
+        started = time.monotonic()  # the candidate's time starts at the handover
+        try:
+            return warm.container.run(started)
+        finally:
+            job_dir.parent.mkdir(parents=True, exist_ok=True)
+            warm.job_dir.rename(job_dir)
+
+    def _pool(self, phase: str, limits: Limits, data: dict[Path, str], gpu: int | None, command: list[str]) -> WarmPool:
+        with self.lock:
+            key = (phase, gpu)
+            if key not in self.pools:
+                self.pools[key] = WarmPool(self.client, Phase(phase, self.image.id, command, dict(data), {}, gpu=gpu),
+                                           CONTAINER_JOB_DIR, limits, self.pool_size, self.pool_root)
+            return self.pools[key]
+
+    def close(self) -> None:
+        with self.lock:
+            for pool in self.pools.values():
+                pool.close()
+            self.pools.clear()
+            shutil.rmtree(self.pool_root, ignore_errors=True)  # job directories nobody was handed
+
+
+def _write_job_dir(job_dir: Path, files: dict[str, bytes], job: object) -> None:
+    """The candidate's files, then (atomically, last: it is the handover) its job file."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        atomic_write_bytes(job_dir / name, data)
+    write_job(job, job_dir / JOB_FILE)
+
+
+@dataclass
 class Evaluator:
     """Evaluates candidates under one protocol, with one image, on one prepared dataset."""
 
@@ -47,11 +107,24 @@ class Evaluator:
     config: EvaluationConfig
     artefacts_root: Path
     scoring: ScoringSet
+    pool_size: int = 1  # containers kept warm per phase and GPU (with `config.warm_containers`)
     protocol: EvalProtocol = field(init=False)
 
     def __post_init__(self) -> None:
         self.protocol = make_protocol(self.config, self.dataset)
         self.node = daemon_name(self.client)
+        self.launcher = Launcher(self.client, self.image, self.protocol.device, self.config.warm_containers,
+                                 self.pool_size, self.artefacts_root / ".warm")
+
+    def close(self) -> None:
+        """Remove the containers started ahead that no candidate took."""
+        self.launcher.close()
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult:
         """Evaluate one program (on host GPU `gpu` when the protocol's device is cuda). Raises
@@ -62,19 +135,14 @@ class Evaluator:
         if workdir is None:
             return result
         result.artefacts, result.gpu, result.node = str(workdir), gpu, self.node
-        train_job, predict_job = workdir / "train-job", workdir / "predict-job"
-        for job_dir in (train_job, predict_job):
-            job_dir.mkdir(parents=True)
-            (job_dir / CANDIDATE_FILE).write_bytes(submission.source)
-        write_job(p.train_job(), train_job / JOB_FILE)
         labels = {"org.nasloop.candidate": result.sha256}
 
         # Phase 1: train on the training split (hold-out and test images never enter).
-        outcome = run_phase(self.client, Phase(
-            "train", self.image.id, phase_command("train"),
-            {train_job: CONTAINER_JOB_DIR, self.dataset.path("train_images"): f"{CONTAINER_DATA_DIR}/{TRAIN_IMAGES}",
-             self.dataset.path("train_labels"): f"{CONTAINER_DATA_DIR}/{TRAIN_LABELS}"}, labels, gpu=gpu),
-            p.train_limits)
+        outcome = self.launcher.run(
+            "train", p.train_limits,
+            {self.dataset.path("train_images"): f"{CONTAINER_DATA_DIR}/{TRAIN_IMAGES}",
+             self.dataset.path("train_labels"): f"{CONTAINER_DATA_DIR}/{TRAIN_LABELS}"},
+            workdir / "train-job", {CANDIDATE_FILE: submission.source}, p.train_job(), labels, gpu)
         result.train_seconds = round(outcome.seconds, 3)
         result.add_log("train", outcome.log_tail)
         if phase_failed(result, outcome, "train"):
@@ -90,12 +158,10 @@ class Evaluator:
         atomic_write_bytes(workdir / WEIGHTS_FILE, weights.data)
 
         # Phase 2: predict the scored images, unlabeled and in a secret order, in a fresh container.
-        atomic_write_bytes(predict_job / WEIGHTS_FILE, weights.data)
-        write_job(p.predict_job(), predict_job / JOB_FILE)
-        outcome = run_phase(self.client, Phase(
-            "predict", self.image.id, phase_command("predict"),
-            {predict_job: CONTAINER_JOB_DIR, self.scoring.predict_images: f"{CONTAINER_DATA_DIR}/{PREDICT_IMAGES}"}, labels,
-            gpu=gpu), p.predict_limits)
+        outcome = self.launcher.run(
+            "predict", p.predict_limits, {self.scoring.predict_images: f"{CONTAINER_DATA_DIR}/{PREDICT_IMAGES}"},
+            workdir / "predict-job", {CANDIDATE_FILE: submission.source, WEIGHTS_FILE: weights.data},
+            p.predict_job(), labels, gpu)
         result.predict_seconds = round(outcome.seconds, 3)
         result.add_log("predict", outcome.log_tail)
         if phase_failed(result, outcome, "predict"):
@@ -125,9 +191,22 @@ class Checker:
     image: ResolvedImage
     protocol: CheckProtocol
     artefacts_root: Path
+    warm: bool = True
+    pool_size: int = 1
 
     def __post_init__(self) -> None:
         self.node = daemon_name(self.client)
+        self.launcher = Launcher(self.client, self.image, self.protocol.device, self.warm, self.pool_size,
+                                 self.artefacts_root / ".warm")
+
+    def close(self) -> None:
+        self.launcher.close()
+
+    def __enter__(self) -> Checker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult:
         """Check one program. Raises InfraError when Docker fails (never the candidate's fault)."""
@@ -137,14 +216,9 @@ class Checker:
         if workdir is None:
             return result
         result.gpu, result.node = gpu, self.node
-        job_dir = workdir / "check-job"
-        job_dir.mkdir(parents=True)
-        (job_dir / CANDIDATE_FILE).write_bytes(submission.source)
-        write_job(p.job(), job_dir / JOB_FILE)
         try:
-            outcome = run_phase(self.client, Phase(
-                "check", self.image.id, phase_command("check"), {job_dir: CONTAINER_JOB_DIR},
-                {"org.nasloop.candidate": result.sha256}, gpu=gpu), p.limits)
+            outcome = self.launcher.run("check", p.limits, {}, workdir / "check-job", {CANDIDATE_FILE: submission.source},
+                                        p.job(), {"org.nasloop.candidate": result.sha256}, gpu)
             result.check_seconds = round(outcome.seconds, 3)
             result.add_log("check", outcome.log_tail)
             if phase_failed(result, outcome, "check"):

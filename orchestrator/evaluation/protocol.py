@@ -13,15 +13,16 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from contracts.sandbox import CONTAINER_JOB_DIR, JOB_FILE, CheckJob, PredictJob, TrainJob
+from contracts.sandbox import CheckJob, PredictJob, TrainJob
 from orchestrator.config import EvaluationConfig
 from orchestrator.containers.hardened import Limits
 from orchestrator.data import PreparedDataset
 
 EVAL_PROTOCOL_NAME = "nasloop-eval-v2"
 CHECK_PROTOCOL_NAME = "nasloop-check-v2"
-# The runner module of each phase, run as `python3 -m <module> /job/job.json`.
-PHASE_MODULES = {"train": "sandbox.train", "predict": "sandbox.predict", "check": "sandbox.check"}
+# Every phase runs `python3 -m sandbox.serve PHASE DEVICE`: it prepares what the phase needs, then
+# takes the job from /job (already there for a container started cold, handed over for a warm one).
+PHASES = ("train", "predict", "check")
 
 
 class RecordedProtocol:
@@ -137,5 +138,6 @@ def make_check_protocol(config: EvaluationConfig, in_shape: list[int], num_class
                          max_source_bytes=config.max_source_bytes, limits=_limits(config, config.check_timeout_s))
 
 
-def phase_command(phase: str) -> list[str]:
-    return ["python3", "-m", PHASE_MODULES[phase], f"{CONTAINER_JOB_DIR}/{JOB_FILE}"]
+def phase_command(phase: str, device: str) -> list[str]:
+    assert phase in PHASES, phase
+    return ["python3", "-m", "sandbox.serve", phase, device]

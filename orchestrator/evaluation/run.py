@@ -43,6 +43,11 @@ class Placement:
     def slots(self) -> list[int | None]:
         return [gpu for _ in range(self.per_gpu) for gpu in self.gpus] if self.gpus else [None] * max(1, self.jobs)
 
+    @property
+    def per_device(self) -> int:
+        """Candidates at once on one device: what a warm pool per phase and device keeps ready."""
+        return self.per_gpu if self.gpus else max(1, self.jobs)
+
 
 def evaluate_many(evaluator: Evaluates, submissions: Sequence[Submission], jobs: int | Placement,
                   on_result: OnResult | None = None) -> list[EvaluationResult]:
@@ -160,9 +165,9 @@ def evaluate_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Pat
     config, placement = fit_to_machine(config, docker, say)
     prepared = prepared_dataset(config, workdir, data_dir)
     submissions = submissions_of(paths)
-    with scoring_set(prepared, workdir / "scratch") as scoring:
-        evaluator = Evaluator(docker.client, docker.images["sandbox"], prepared, config.evaluation,
-                              workdir / "artefacts", scoring)
+    with scoring_set(prepared, workdir / "scratch") as scoring, \
+            Evaluator(docker.client, docker.images["sandbox"], prepared, config.evaluation, workdir / "artefacts",
+                      scoring, pool_size=placement.per_device) as evaluator:
         if on_start:
             on_start(evaluator)
         return evaluate_many(evaluator, submissions, placement, on_result)
@@ -175,13 +180,17 @@ def check_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, 
     docker = sandbox_docker()
     config, placement = fit_to_machine(config, docker, say)
     meta = prepared_dataset(config, workdir, data_dir).meta
-    checker = make_checker(docker, config, make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes),
-                           workdir)
-    if on_start:
-        on_start(checker)
-    return evaluate_many(checker, submissions_of(paths), placement, on_result)
+    with make_checker(docker, config, make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes),
+                      workdir, placement) as checker:
+        if on_start:
+            on_start(checker)
+        return evaluate_many(checker, submissions_of(paths), placement, on_result)
 
 
-def make_checker(docker: Docker, config: ExperimentConfig, protocol: CheckProtocol, workdir: Path) -> Checker:
-    """A Checker for `protocol` with the sandbox image of `docker`; scratch space in the workspace."""
-    return Checker(docker.client, docker.images["sandbox"], protocol, workdir / "scratch" / "checks")
+def make_checker(docker: Docker, config: ExperimentConfig, protocol: CheckProtocol, workdir: Path,
+                 placement: Placement | None = None) -> Checker:
+    """A Checker for `protocol` with the sandbox image of `docker`; scratch space in the workspace.
+    Close it (or use it as a context manager) to remove the containers it started ahead."""
+    size = (placement or Placement(jobs=config.evaluation.jobs)).per_device
+    return Checker(docker.client, docker.images["sandbox"], protocol, workdir / "scratch" / "checks",
+                   warm=config.evaluation.warm_containers, pool_size=size)

@@ -73,7 +73,11 @@ def build_tiny(out: Path, corpus: Path, config: ExperimentConfig, steps: int | N
     training = [code for example in read_corpus(corpus, budget)
                 for m in example if m["role"] == "assistant" and (code := extract_code(m["content"]))]
     drawn, seconds, decoding = draw_samples(out, config, samples)
-    check = assess_samples(drawn, sorted(set(training)), config.novelty, checker, config.evaluation.jobs)
+    try:
+        check = assess_samples(drawn, sorted(set(training)), config.novelty, checker, config.evaluation.jobs)
+    finally:
+        if checker is not None:
+            checker.close()
     check["sampling_seconds"], check["decoding"] = seconds, decoding
     report["check"] = check
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=2) + "\n")

@@ -172,10 +172,11 @@ class CycleRunner:
         data = self.config.data
         prepared = ensure_prepared(data.dataset, self.workdir, self.workdir / "data", data.holdout_fraction)
         counts = {"done": 0, "valid": 0, "accuracy": 0.0}
-        with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars:
+        artefacts = self.experiment_dir / f"cycle-{cycle.index}" / "artefacts"
+        with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars, \
+                Evaluator(self.docker.client, self.docker.images["sandbox"], prepared, self.config.evaluation,
+                          artefacts, scoring, pool_size=self.placement.per_device) as evaluator:
             task = bars.add_task(f"  evaluating on {data.dataset}", total=len(pending), extra="")
-            evaluator = Evaluator(self.docker.client, self.docker.images["sandbox"], prepared, self.config.evaluation,
-                                  self.experiment_dir / f"cycle-{cycle.index}" / "artefacts", scoring)
 
             def record(result: EvaluationResult) -> None:
                 with self.db.transaction() as session:
