@@ -1,46 +1,32 @@
-"""Evaluation benchmark: `nasloop evaluate` against a plain in-process PyTorch loop, on the same
-model and data, and where a candidate's time goes.
+"""Evaluation benchmark: what a candidate costs in nasloop's containers, started cold or warm,
+against a plain in-process PyTorch loop on the same model and data.
 
-Measured in one run, the sides interleaved (their order alternates between repetitions), medians
-over the repetitions:
+Measured in one run, the sides interleaved (their order alternates between repetitions), medians:
 
-- nasloop: what `nasloop evaluate FILE` does, through the library (docker client, image, prepared
-  data, scoring set, `evaluate_many`): contract check, the training container (one epoch through
-  `sandbox.batches.TrainBatches`), the prediction container, host validation and scoring. The
-  phases are timed by wrapping `run_phase`, `read_logits` and `accuracies` in this process only.
-- in-process: the same candidate module, `prm`, seed, batch size and epoch in this process, its own
-  `train_setup()` and `learn()` fed by a standard `torch.utils.data.DataLoader` over a `Dataset`
-  that crops and flips one sample at a time in `__getitem__` (what torchvision's RandomCrop +
-  RandomHorizontalFlip + ToTensor + Normalize do, in plain torch ops: torchvision is not needed),
-  then the same test and hold-out predictions. Same thread count as the sandbox's. A third side
-  feeds the same loop with TrainBatches, seeded as the sandbox seeds it (on CPU it reproduces the
-  sandbox's accuracy exactly), which separates the container's cost from the data path's.
-- fixed per-candidate overhead: a trivial candidate (`learn()` returns at once) evaluated end to
-  end, and bare hardened containers (same limits, same `run_phase`) that run `python -c pass`,
-  `import torch` (and create the CUDA context with --device cuda) and also `import torch._dynamo`
-  (which the training runner imports up front, as every optimizer's constructor does).
-- data path alone (no model): one epoch of TrainBatches (uint8 tensors on the device, batched
-  crop/flip) against one epoch of the DataLoader above, batches delivered on the device.
-- CPU share: the same fixed convolution loop in this process and in a hardened container, CPU
-  seconds per wall second (on a shared machine the containers' cgroup may get less CPU than a host
-  process; that part of a slowdown is the machine's, not the sandbox's).
+- nasloop, cold and warm: `nasloop evaluate` on a stream of candidates (the same small CNN, each
+  copy a distinct file), through the library call the command makes (`evaluate_files`), with
+  `warm_containers` off (every phase's container started for its candidate) and on (a pool per
+  phase started ahead: python, torch and the training split loaded before the handover). A
+  candidate's cost is the wall time between consecutive results (the first result of a stream, which
+  pays the pool's first start, is left out), at `jobs` = 1 and, for throughput, at the profile's jobs.
+- fixed overhead: the same on a stream of trivial candidates (`learn()` returns at once): what a
+  candidate costs beyond its own training.
+- in-process: the same candidate module, `prm`, seed, batch size and epoch in this process, fed by a
+  standard `torch.utils.data.DataLoader` with per-sample crop/flip (torchvision's transforms in
+  plain torch ops), then the same test and hold-out predictions; same thread count as a container.
+- same accuracy: every copy of the candidate, cold or warm, must score exactly the same (same seed).
 
-The in-process sides run in this interpreter with torch (and torch._dynamo, which every optimizer
-imports) already loaded; each container pays python start and those imports itself. No CUDA here:
---device cuda says so and exits 2; on a GPU machine (CUDA torch in the venv, the sandbox image built
-on a CUDA base image) both sides and the data path run on the profile's GPU.
+No CUDA here: --device cuda says so and exits 2; on a GPU machine (CUDA torch in the venv, the
+sandbox image built on a CUDA base image) both sides run on the profile's GPU.
 
 Usage: .venv/bin/python bench/bench_evaluate.py [--quick] [--dataset synthetic|fashion-mnist|cifar10]
-           [--device cpu|cuda] [--profile NAME] [--timeout S] [--reps N] [--loader-workers N]
-           [--workdir DIR] [--json OUT]
+           [--device cpu|cuda] [--profile NAME] [--stream N] [--reps N] [--workdir DIR] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import platform
@@ -50,8 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +46,10 @@ import torch._dynamo  # noqa: F401  as sandbox/train.py: the optimizer's first i
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import orchestrator.evaluation.evaluator as ev  # noqa: E402
 from orchestrator.config import EvaluationConfig, load_config  # noqa: E402
-from orchestrator.containers import images as img  # noqa: E402
 from orchestrator.containers.client import ImageError, InfraError  # noqa: E402
-from orchestrator.containers.hardened import Phase, run_phase  # noqa: E402
 from orchestrator.data import DataError, PreparedDataset, ensure_prepared  # noqa: E402
-from orchestrator.evaluation.protocol import make_protocol  # noqa: E402
+from orchestrator.evaluation.result import EvaluationResult  # noqa: E402
 from orchestrator.evaluation.run import evaluate_files  # noqa: E402
 from sandbox.batches import TrainBatches, normalise  # noqa: E402
 
@@ -99,135 +80,38 @@ class Net(nn.Module):
 '''
 
 
-# --- timing of the library's phases (this process only) ------------------------------------------
+# --- nasloop: `nasloop evaluate FILE...`, through the library --------------------------------------
 
-class Probe:
-    """Wall clock of every container phase (whole `run_phase` call and the part the container ran)
-    and of the host's scoring, recorded while the library evaluates."""
-
-    def __init__(self) -> None:
-        self.phases: list[tuple[str, float, float]] = []  # name, run_phase wall, container running
-        self.scoring = 0.0
-
-    def reset(self) -> None:
-        self.phases, self.scoring = [], 0.0
-
-    def install(self) -> None:
-        def timed_phase(client, phase, limits):  # type: ignore[no-untyped-def]
-            started = time.perf_counter()
-            outcome = run_phase(client, phase, limits)
-            self.phases.append((phase.name, time.perf_counter() - started, outcome.seconds))
-            return outcome
-
-        def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    self.scoring += time.perf_counter() - started
-            return wrapper
-
-        ev.run_phase = timed_phase
-        ev.read_logits = timed(ev.read_logits)
-        ev.accuracies = timed(ev.accuracies)
-
-    def phase(self, name: str) -> tuple[float, float]:
-        matches = [(wall, inside) for n, wall, inside in self.phases if n == name]
-        assert len(matches) == 1, (name, self.phases)
-        return matches[0]
-
-
-PROBE = Probe()
-
-
-# --- nasloop: `nasloop evaluate FILE`, through the library ----------------------------------------
-
-def nasloop_evaluate(name: str, source: bytes, profile: str, overrides: dict[str, Any], workdir: Path,
-                     artefacts: Path) -> dict[str, Any]:
-    """One `nasloop evaluate` invocation on one file, through the same library call the command makes."""
-    PROBE.reset()
-    candidate_file = artefacts / f"{name}.py"
-    candidate_file.parent.mkdir(parents=True, exist_ok=True)
-    candidate_file.write_bytes(source)
-    started = time.perf_counter()
-    marks: dict[str, float] = {}
+def nasloop_stream(source: bytes, count: int, profile: str, overrides: dict[str, Any], workdir: Path,
+                   scratch: Path) -> dict[str, Any]:
+    """`nasloop evaluate` on `count` copies of `source` (distinct files): seconds per candidate in
+    the steady state (between consecutive results, the first left out) and every copy's numbers."""
+    files = []
+    stream_dir = Path(tempfile.mkdtemp(prefix="stream-", dir=scratch))
+    for i in range(count):
+        path = stream_dir / f"candidate_{i}.py"
+        path.write_bytes(source + f"\n# copy {i}\n".encode())
+        files.append(path)
+    marks: list[float] = []
     config = load_config(profile, None, overrides)
-    (result,) = evaluate_files([candidate_file], config, workdir,
-                               on_start=lambda _evaluator: marks.setdefault("setup", time.perf_counter()))
-    setup = marks["setup"] - started
-    candidate = time.perf_counter() - marks["setup"]
-    total = time.perf_counter() - started
-    if not result.valid:
-        raise SystemExit(f"error: {name} did not evaluate: {result.failure}: {result.error}")
-    shutil.rmtree(result.artefacts or "", ignore_errors=True)
-    train_wall, train_inside = PROBE.phase("train")
-    predict_wall, predict_inside = PROBE.phase("predict")
-    learn = result.learn_seconds or 0.0
-    return {
-        "invocation_s": total, "invocation_setup_s": setup, "candidate_s": candidate,
-        "train_phase_s": train_wall, "train_docker_s": train_wall - train_inside,
-        "train_container_s": train_inside, "learn_s": learn, "train_container_other_s": train_inside - learn,
-        "predict_phase_s": predict_wall, "predict_docker_s": predict_wall - predict_inside,
-        "predict_container_s": predict_inside,
-        "host_s": candidate - train_wall - predict_wall, "host_scoring_s": PROBE.scoring,
-        "accuracy": result.accuracy, "holdout_accuracy": result.holdout_accuracy, "params": result.params,
-        "protocol": result.protocol, "image": result.image,
-    }
-
-
-def bare_container(client, image: img.ResolvedImage, prepared: PreparedDataset, config: EvaluationConfig,  # type: ignore[no-untyped-def]
-                   command: str, scratch: Path) -> dict[str, float]:
-    """A hardened container (the training phase's limits, GPU included, and `run_phase`) that runs
-    only `command`."""
-    limits = replace(make_protocol(config, prepared).train_limits, timeout_s=120.0)
-    out_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=scratch)) / "out"
     started = time.perf_counter()
-    outcome = run_phase(client, Phase("bench-bare", image.id, ["python3", "-c", command], {}, out_dir,
-                                      gpu=config.gpu if config.device == "cuda" else None), limits)
-    wall = time.perf_counter() - started
-    shutil.rmtree(out_dir.parent, ignore_errors=True)
-    if outcome.exit_code != 0:
-        raise SystemExit(f"error: bare container `python3 -c {command!r}` failed: {outcome.log_tail}")
-    return {"wall_s": wall, "container_s": outcome.seconds, "docker_s": wall - outcome.seconds}
-
-
-def cpu_share_snippet(threads: int, iterations: int) -> str:
-    """A fixed CPU-bound loop (convolutions) that prints its wall and CPU seconds."""
-    return ("import time, torch\n"
-            f"torch.set_num_threads({threads})\n"
-            "x, w = torch.randn(64, 32, 32, 32), torch.randn(64, 32, 3, 3)\n"
-            "torch.nn.functional.conv2d(x, w, padding=1)\n"
-            "wall, cpu = time.perf_counter(), time.process_time()\n"
-            f"for _ in range({iterations}):\n"
-            "    torch.nn.functional.conv2d(x, w, padding=1)\n"
-            "print('CPUSHARE', time.perf_counter() - wall, time.process_time() - cpu)\n")
-
-
-def cpu_share(client, image: img.ResolvedImage, prepared: PreparedDataset, config: EvaluationConfig,  # type: ignore[no-untyped-def]
-              scratch: Path, iterations: int) -> dict[str, float]:
-    """CPU seconds per wall second of the same loop in this process and in a hardened container:
-    on a shared machine the containers (one cgroup among others) may get less CPU than a host
-    process, which slows the sandbox for reasons that are not the sandbox's."""
-    threads = max(1, int(config.cpus))
-    snippet = cpu_share_snippet(threads, iterations)
-    output = io.StringIO()
-    previous = torch.get_num_threads()
-    with contextlib.redirect_stdout(output):
-        exec(snippet, {})  # noqa: S102  our own constant code
-    torch.set_num_threads(previous)
-    host_wall, host_cpu = (float(v) for v in output.getvalue().split()[1:3])
-    train_limits = make_protocol(config, prepared).train_limits
-    out_dir = Path(tempfile.mkdtemp(prefix="cpu-", dir=scratch)) / "out"
-    outcome = run_phase(client, Phase("bench-cpu", image.id, ["python3", "-c", snippet], {}, out_dir),
-                        replace(train_limits, timeout_s=300.0))
-    shutil.rmtree(out_dir.parent, ignore_errors=True)
-    lines = [line for line in outcome.log_tail.splitlines() if line.startswith("CPUSHARE ")]
-    if outcome.exit_code != 0 or not lines:
-        raise SystemExit(f"error: the CPU-share container failed: {outcome.log_tail}")
-    wall, cpu = (float(v) for v in lines[-1].split()[1:3])
-    return {"host_wall_s": host_wall, "host_cpu_s": host_cpu, "host_share": host_cpu / host_wall,
-            "container_wall_s": wall, "container_cpu_s": cpu, "container_share": cpu / wall}
+    results: list[EvaluationResult] = evaluate_files(
+        files, config, workdir, on_start=lambda _e: marks.append(time.perf_counter()),
+        on_result=lambda _r: marks.append(time.perf_counter()), say=lambda _m: None)
+    total = time.perf_counter() - started
+    for result in results:
+        if not result.valid:
+            raise SystemExit(f"error: a candidate did not evaluate: {result.failure}: {result.error}")
+        shutil.rmtree(result.artefacts or "", ignore_errors=True)
+    shutil.rmtree(stream_dir, ignore_errors=True)
+    gaps = [b - a for a, b in zip(marks, marks[1:])]
+    return {"invocation_s": total, "first_s": gaps[0], "per_candidate_s": statistics.median(gaps[1:]),
+            "candidates_per_min": 60.0 * (len(gaps) - 1) / sum(gaps[1:]),
+            "train_s": statistics.median(r.train_seconds or 0.0 for r in results),
+            "learn_s": statistics.median(r.learn_seconds or 0.0 for r in results),
+            "predict_s": statistics.median(r.predict_seconds or 0.0 for r in results),
+            "accuracies": sorted({(r.accuracy, r.holdout_accuracy) for r in results}),
+            "protocol": results[0].protocol, "image": results[0].image}
 
 
 # --- in-process: the same model and data, a standard DataLoader -----------------------------------
@@ -337,243 +221,156 @@ def in_process(module: Any, prepared: PreparedDataset, config: EvaluationConfig,
             "accuracy": accuracy["test"], "holdout_accuracy": accuracy["holdout"]}
 
 
-# --- the data path alone ------------------------------------------------------------------------
-
-def data_path(prepared: PreparedDataset, config: EvaluationConfig, device: torch.device, workers: int,
-              epochs: int) -> dict[str, float]:
-    """Seconds per epoch of batches delivered on `device`: TrainBatches against the DataLoader."""
-    batches = train_batches(prepared, config, device)
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(epochs):
-        for x, y in batches:
-            pass
-    sync(device)
-    ours = (time.perf_counter() - started) / epochs
-
-    loader = make_loader(prepared, config, workers, config.seed)
-    started = time.perf_counter()
-    for _ in range(epochs):
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-    sync(device)
-    theirs = (time.perf_counter() - started) / epochs
-    return {"trainbatches_epoch_s": ours, "dataloader_epoch_s": theirs}
-
-
 # --- report -------------------------------------------------------------------------------------
 
 def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def fmt(stats: dict[str, float], reps: int) -> str:
-    text = f"{stats['median']:8.2f}"
-    return text + (f"   [{stats['min']:.2f} - {stats['max']:.2f}]" if reps > 1 else "")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one repetition, fewer data-path epochs")
+    parser.add_argument("--quick", action="store_true", help="one repetition, shorter streams")
     parser.add_argument("--dataset", choices=("synthetic", "fashion-mnist", "cifar10"), default="synthetic")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--profile", default="smoke", help="configuration profile [smoke]")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="wall-clock limit per container phase in seconds [the profile's]")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions [3; quick: 1]")
-    parser.add_argument("--loader-workers", type=int, default=0,
-                        help="DataLoader num_workers of the in-process baseline [0, its default]")
+    parser.add_argument("--stream", type=int, default=None, help="candidates per stream [4; quick: 3]")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions [2; quick: 1]")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs",
                         help="workspace (prepared data, scratch) [runs/, as nasloop's]")
     parser.add_argument("--json", type=Path, default=None,
                         help="results file [bench-results/evaluate.json; other settings get a suffix]")
     args = parser.parse_args()
-    reps = args.reps or (1 if args.quick else 3)
+    reps = args.reps or (1 if args.quick else 2)
+    stream = args.stream or (3 if args.quick else 4)
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"--device cuda: CUDA is not available to this Python's torch ({torch.__version__}, "
               f"built for CUDA {torch.version.cuda}). The CUDA benchmark needs a GPU machine, a CUDA torch in "
               "the venv and a sandbox image built on a CUDA base image. Nothing was measured.")
         return 2
-
-    overrides: dict[str, Any] = {"data": {"dataset": args.dataset}, "evaluation": {"device": args.device}}
-    if args.timeout is not None:
-        overrides["evaluation"].update(train_timeout_s=args.timeout, predict_timeout_s=args.timeout)
-    config = load_config(args.profile, None, overrides)
+    base = {"data": {"dataset": args.dataset}, "evaluation": {"device": args.device}}
+    config = load_config(args.profile, None, base)
     evaluation = config.evaluation
-    threads = max(1, int(evaluation.cpus))  # what the Evaluator gives a container
+    profile_jobs = evaluation.jobs
+
+    def overrides(warm: bool, jobs: int) -> dict[str, Any]:
+        return {"data": dict(base["data"]), "evaluation": {**base["evaluation"], "warm_containers": warm, "jobs": jobs}}
+
+    threads = max(1, int(evaluation.cpus))
     torch.set_num_threads(threads)
     device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     workdir = args.workdir.resolve()
     try:
-        docker = img.connect("sandbox")
-        client, image = docker.client, docker.images["sandbox"]
-    except ImageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        prepared = ensure_prepared(args.dataset, workdir, workdir / "data", config.data.holdout_fraction,
-                                   config.data.seed)
+        prepared = ensure_prepared(args.dataset, workdir, workdir / "data", config.data.holdout_fraction)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     meta = prepared.meta
     module = load_candidate(CANDIDATE)
     source = CANDIDATE.read_bytes()
-    data_epochs = max(1, round((5000 if args.quick else 20000) / meta.n_train))
     scratch_root = workdir / "scratch"
     scratch_root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="bench-evaluate-", dir=scratch_root))
-    PROBE.install()
-
     print(f"evaluation benchmark: {CANDIDATE.relative_to(REPO)} on {args.dataset} ({meta.n_train:,} train, "
           f"{meta.n_test:,} test, {meta.n_holdout:,} hold-out), device {args.device}, profile {args.profile}")
-    prm = ", ".join(f"{k}={v:g}" for k, v in config.evaluation.hyperparameters.items())
-    print(f"  prm {prm}; batch {evaluation.batch_size}; 1 epoch; seed {evaluation.seed}; {threads} torch thread(s) "
-          f"on both sides; containers: cpus={evaluation.cpus:g}, memory={evaluation.memory}; "
-          f"DataLoader num_workers={args.loader_workers}")
-    print(f"  image {image.tag}; torch {torch.__version__} on the host; {os.cpu_count()} CPU(s); "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"  {reps} repetition(s), sides interleaved (order alternating); medians"
-          + (" [min - max]" if reps > 1 else ""), flush=True)
+    print(f"  batch {evaluation.batch_size}; 1 epoch; seed {evaluation.seed}; {threads} torch thread(s) on both "
+          f"sides; containers: cpus={evaluation.cpus:g}, memory={evaluation.memory}; streams of {stream} "
+          f"candidates; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
+    print(f"  {reps} repetition(s), sides interleaved (order alternating); medians", flush=True)
 
-    bare_pass = "pass"
-    # Ends as nasloop's runner ends (os._exit: no interpreter teardown, which costs torch ~0.3 s).
-    bare_torch = ("import os, torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize(); os._exit(0)"
-                  if args.device == "cuda" else "import os, torch; os._exit(0)")
-    bare_dynamo = bare_torch.replace("import os, torch;", "import os, torch, torch._dynamo;")
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-        "nasloop", "in_process", "in_process_trainbatches", "trivial", "bare_pass", "bare_torch", "bare_dynamo",
-        "data_path", "cpu_share")}
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("nasloop", lambda: nasloop_evaluate(CANDIDATE.name, source, args.profile, overrides, workdir,
-                                             scratch / "artefacts")),
-        ("bare_pass", lambda: bare_container(client, image, prepared, evaluation, bare_pass, scratch)),
-        ("bare_torch", lambda: bare_container(client, image, prepared, evaluation, bare_torch, scratch)),
-        ("bare_dynamo", lambda: bare_container(client, image, prepared, evaluation, bare_dynamo, scratch)),
-        ("trivial", lambda: nasloop_evaluate("trivial.py", TRIVIAL, args.profile, overrides, workdir,
-                                             scratch / "artefacts")),
-        ("data_path", lambda: data_path(prepared, evaluation, device, args.loader_workers, data_epochs)),
-        ("cpu_share", lambda: cpu_share(client, image, prepared, evaluation, scratch, 10 if args.quick else 20)),
-        ("in_process", lambda: in_process(module, prepared, evaluation, device, args.loader_workers)),
-        ("in_process_trainbatches", lambda: in_process(module, prepared, evaluation, device, 0, "trainbatches")),
+    sides: list[tuple[str, Any]] = [
+        ("cold", lambda: nasloop_stream(source, stream, args.profile, overrides(False, 1), workdir, scratch)),
+        ("warm", lambda: nasloop_stream(source, stream, args.profile, overrides(True, 1), workdir, scratch)),
+        ("trivial_cold", lambda: nasloop_stream(TRIVIAL, stream, args.profile, overrides(False, 1), workdir, scratch)),
+        ("trivial_warm", lambda: nasloop_stream(TRIVIAL, stream, args.profile, overrides(True, 1), workdir, scratch)),
+        ("plain", lambda: in_process(module, prepared, evaluation, device, 0)),
     ]
+    if profile_jobs > 1:
+        sides += [(f"cold_jobs{profile_jobs}", lambda: nasloop_stream(
+                      source, 2 * stream, args.profile, overrides(False, profile_jobs), workdir, scratch)),
+                  (f"warm_jobs{profile_jobs}", lambda: nasloop_stream(
+                      source, 2 * stream, args.profile, overrides(True, profile_jobs), workdir, scratch))]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in sides}
     started = time.perf_counter()
     try:
-        bare_container(client, image, prepared, evaluation, bare_torch, scratch)  # warm-up: image files in the page cache
         for rep in range(reps):
-            for name, step in (steps if rep % 2 == 0 else steps[::-1]):
-                runs[name].append(step())
+            for name, side in (sides if rep % 2 == 0 else sides[::-1]):
+                runs[name].append(side())
+                print(f"    {name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
             print(f"  repetition {rep + 1}/{reps} done ({time.perf_counter() - started:.0f} s)", flush=True)
-    except InfraError as exc:
-        print(f"error: infrastructure failure: {exc}", file=sys.stderr)
+    except (ImageError, InfraError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     elapsed = time.perf_counter() - started
 
-    def med(side: str, key: str) -> dict[str, float]:
-        return summary([r[key] for r in runs[side]])
+    def med(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[side])
 
-    def paired(a: str, ka: str, b: str, kb: str) -> dict[str, float]:
-        return summary([x[ka] / y[kb] for x, y in zip(runs[a], runs[b])])
+    plain = med("plain", "total_s")
+    medians = {"cold_per_candidate_s": med("cold", "per_candidate_s"),
+               "warm_per_candidate_s": med("warm", "per_candidate_s"),
+               "fixed_overhead_cold_s": med("trivial_cold", "per_candidate_s"),
+               "fixed_overhead_warm_s": med("trivial_warm", "per_candidate_s"),
+               "plain_per_candidate_s": plain, "plain_learn_s": med("plain", "learn_s"),
+               "cold_learn_s": med("cold", "learn_s"), "warm_learn_s": med("warm", "learn_s"),
+               "cold_first_s": med("cold", "first_s"), "warm_first_s": med("warm", "first_s")}
+    ratios = {"cold_vs_plain": medians["cold_per_candidate_s"] / plain,
+              "warm_vs_plain": medians["warm_per_candidate_s"] / plain,
+              "warm_vs_cold": medians["warm_per_candidate_s"] / medians["cold_per_candidate_s"]}
+    throughput: dict[str, float] = {"cold_jobs1_per_min": med("cold", "candidates_per_min"),
+                                    "warm_jobs1_per_min": med("warm", "candidates_per_min")}
+    if profile_jobs > 1:
+        throughput[f"cold_jobs{profile_jobs}_per_min"] = med(f"cold_jobs{profile_jobs}", "candidates_per_min")
+        throughput[f"warm_jobs{profile_jobs}_per_min"] = med(f"warm_jobs{profile_jobs}", "candidates_per_min")
+    scored = {tuple(a) for side in runs if side not in ("plain",) and not side.startswith("trivial")
+              for r in runs[side] for a in r["accuracies"]}
+    same_accuracy = len(scored) == 1
+    targets = {"fixed_overhead_warm_s <= 1.5": medians["fixed_overhead_warm_s"] <= 1.5,
+               "warm_vs_plain <= 1.3": ratios["warm_vs_plain"] <= 1.3, "same_accuracy": same_accuracy}
 
-    N, T, P, Q = "nasloop", "trivial", "in_process", "in_process_trainbatches"
-    rows = [  # label, side, field
-        ("nasloop evaluate, 1 file (whole invocation)", N, "invocation_s"),
-        ("  invocation setup: client, image, data, scoring set", N, "invocation_setup_s"),
-        ("  per candidate", N, "candidate_s"),
-        ("    training phase: docker create/start/remove", N, "train_docker_s"),
-        ("      in container: python, imports, data, checks, save", N, "train_container_other_s"),
-        ("      in container: learn() on TrainBatches (sandbox-reported)", N, "learn_s"),
-        ("    prediction phase: docker create/start/remove", N, "predict_docker_s"),
-        ("      in container: python, imports, load weights, predict", N, "predict_container_s"),
-        ("    host: contract check, job files, validation, scoring", N, "host_s"),
-        ("      of which reading logits + accuracy", N, "host_scoring_s"),
-        ("in-process PyTorch + DataLoader (interpreter, torch loaded)", P, "total_s"),
-        ("  setup: Dataset, DataLoader, Net, train_setup", P, "setup_s"),
-        ("  learn() on the DataLoader", P, "learn_s"),
-        ("  predict test + hold-out", P, "predict_s"),
-        ("in-process learn() on TrainBatches (same numbers as sandbox)", Q, "learn_s"),
-        ("fixed overhead: trivial candidate, per candidate", T, "candidate_s"),
-        ("  training phase (docker + container)", T, "train_phase_s"),
-        ("  prediction phase (docker + container)", T, "predict_phase_s"),
-        ("  host", T, "host_s"),
-        ("bare hardened container: python3 -c pass", "bare_pass", "wall_s"),
-        ("  of which docker create/start/remove", "bare_pass", "docker_s"),
-        ("bare hardened container: import torch" + (" + CUDA context" if args.device == "cuda" else ""),
-         "bare_torch", "wall_s"),
-        ("  of which docker create/start/remove", "bare_torch", "docker_s"),
-        ("bare hardened container: import torch, torch._dynamo (as train)", "bare_dynamo", "wall_s"),
-        ("data path alone, 1 epoch: TrainBatches", "data_path", "trainbatches_epoch_s"),
-        ("data path alone, 1 epoch: DataLoader, per-sample crop/flip", "data_path", "dataloader_epoch_s"),
-    ]
-    ratio_rows = [  # key, label, numerator, denominator
-        ("nasloop_candidate_over_in_process", "nasloop per candidate / in-process (DataLoader)",
-         (N, "candidate_s"), (P, "total_s")),
-        ("nasloop_invocation_over_in_process", "nasloop whole invocation / in-process (DataLoader)",
-         (N, "invocation_s"), (P, "total_s")),
-        ("fixed_overhead_share", "fixed overhead (trivial candidate) / nasloop per candidate",
-         (T, "candidate_s"), (N, "candidate_s")),
-        ("learn_sandbox_over_in_process_dataloader", "learn(): sandbox / in-process DataLoader",
-         (N, "learn_s"), (P, "learn_s")),
-        ("learn_sandbox_over_in_process_trainbatches", "learn(): sandbox / in-process TrainBatches (container cost)",
-         (N, "learn_s"), (Q, "learn_s")),
-        ("learn_dataloader_over_trainbatches", "learn(): in-process DataLoader / TrainBatches (data path)",
-         (P, "learn_s"), (Q, "learn_s")),
-        ("epoch_dataloader_over_trainbatches", "data path alone: DataLoader / TrainBatches epoch",
-         ("data_path", "dataloader_epoch_s"), ("data_path", "trainbatches_epoch_s")),
-        ("cpu_share_container_over_host", "CPU share, same conv loop: container / this process",
-         ("cpu_share", "container_share"), ("cpu_share", "host_share")),
-    ]
-    medians = {f"{side}.{key}": med(side, key) for _, side, key in rows}
-    ratios = {key: paired(*num, *den) for key, _, num, den in ratio_rows}
-    width = 66
-    spread = "   [min - max]" if reps > 1 else ""
-    print(f"\n{'seconds':<{width}}{'median':>8}{spread}")
-    for label, side, key in rows:
-        print(f"{label:<{width}}{fmt(medians[f'{side}.{key}'], reps)}")
-    print(f"\n{'ratios (paired per repetition, then median)':<{width}}{'median':>8}{spread}")
-    for key, label, _, _ in ratio_rows:
-        print(f"{label:<{width}}{fmt(ratios[key], reps)}")
-    dp_ours, dp_theirs = medians["data_path.trainbatches_epoch_s"], medians["data_path.dataloader_epoch_s"]
-    print(f"\ndata path on {args.device}: TrainBatches {meta.n_train / dp_ours['median']:,.0f} images/s, DataLoader "
-          f"{meta.n_train / dp_theirs['median']:,.0f} images/s (mean of {data_epochs} epoch(s) per repetition)")
-    share = {k: med("cpu_share", k)["median"] for k in ("host_share", "container_share")}
-    print(f"CPU seconds per wall second in the same conv loop ({threads} thread(s)): this process "
-          f"{share['host_share']:.2f}, hardened container {share['container_share']:.2f}"
-          + ("\n  (containers get less CPU than a host process on this busy machine: that part of the sandbox's "
-             "slowdown is scheduling, not the sandbox)" if share["container_share"] < 0.85 * share["host_share"]
-             else ""))
-    acc = {side: (statistics.median(r["accuracy"] for r in runs[side]),
-                  statistics.median(r["holdout_accuracy"] or 0.0 for r in runs[side])) for side in (N, P, Q)}
-    print(f"accuracy (median), test / hold-out: nasloop {acc[N][0]:.3f} / {acc[N][1]:.3f}; in-process DataLoader "
-          f"{acc[P][0]:.3f} / {acc[P][1]:.3f}; in-process TrainBatches {acc[Q][0]:.3f} / {acc[Q][1]:.3f}")
-    print("  (same model, seed and prm; the DataLoader draws other shuffles and crops, and on synthetic data one "
-          "epoch varies by several points from seed to seed)")
-    print(f"\nbenchmark wall time {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.1f} "
+    width = 58
+    print(f"\n{'seconds per candidate (steady state, jobs = 1)':<{width}}{'median':>8}")
+    for label, key in [("nasloop, cold containers", "cold_per_candidate_s"),
+                       ("nasloop, warm containers", "warm_per_candidate_s"),
+                       ("  of which learn() (cold / warm)", None),
+                       ("in-process PyTorch + DataLoader", "plain_per_candidate_s"),
+                       ("fixed overhead, trivial candidate, cold", "fixed_overhead_cold_s"),
+                       ("fixed overhead, trivial candidate, warm", "fixed_overhead_warm_s"),
+                       ("first candidate of a stream, cold", "cold_first_s"),
+                       ("first candidate of a stream, warm (pool's first start)", "warm_first_s")]:
+        value = (f"{medians['cold_learn_s']:.2f} / {medians['warm_learn_s']:.2f}" if key is None
+                 else f"{medians[key]:8.2f}")
+        print(f"{label:<{width}}{value:>8}")
+    print(f"\n{'ratios':<{width}}")
+    for key, value in ratios.items():
+        print(f"{key:<{width}}{value:8.2f}")
+    print(f"\n{'throughput, candidates per minute':<{width}}")
+    for key, value in throughput.items():
+        print(f"{key:<{width}}{value:8.2f}")
+    print(f"\nsame accuracy for every copy, cold and warm: {same_accuracy} {sorted(scored)}")
+    for target, met in targets.items():
+        print(f"target {target}: {'met' if met else 'NOT met'}")
+    print(f"benchmark wall time {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.1f} "
           "(other work on the machine slows wall times)")
 
     results = {
         "benchmark": "evaluate", "candidate": str(CANDIDATE.relative_to(REPO)), "dataset": args.dataset,
-        "device": args.device, "profile": args.profile, "reps": reps, "quick": args.quick,
-        "n_train": meta.n_train, "n_test": meta.n_test, "n_holdout": meta.n_holdout,
-        "prm": config.evaluation.hyperparameters, "batch_size": evaluation.batch_size, "threads": threads,
-        "container_cpus": evaluation.cpus, "loader_workers": args.loader_workers, "data_path_epochs": data_epochs,
-        "image": image.tag, "protocol": runs[N][0]["protocol"], "host_torch": torch.__version__,
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
+        "device": args.device, "profile": args.profile, "reps": reps, "stream": stream, "quick": args.quick,
+        "n_train": meta.n_train, "batch_size": evaluation.batch_size, "threads": threads,
+        "container_cpus": evaluation.cpus, "profile_jobs": profile_jobs,
+        "protocol": runs["cold"][0]["protocol"], "image": runs["cold"][0]["image"], "host_torch": torch.__version__,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()[0],
                  "cuda_device": torch.cuda.get_device_name(0) if args.device == "cuda" else None},
-        "wall_s": elapsed,
-        "medians": medians,
-        "ratios": ratios,
-        "accuracy": {side: {"test": acc[side][0], "holdout": acc[side][1]} for side in (N, P, Q)},
-        "runs": runs,
+        "wall_s": elapsed, "medians": medians, "ratios": ratios, "throughput_per_min": throughput,
+        "same_accuracy": same_accuracy, "accuracies": sorted(scored), "targets": targets, "runs": runs,
     }
     suffix = "" if (args.dataset, args.device, args.profile) == ("synthetic", "cpu", "smoke") else \
         f"-{args.dataset}-{args.device}" + ("" if args.profile == "smoke" else f"-{args.profile}")
     out = args.json or REPO / "bench-results" / f"evaluate{suffix}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps(results, indent=2, default=list))
     print(f"results written to {out.relative_to(REPO) if out.resolve().is_relative_to(REPO) else out}")
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ from orchestrator.untrusted import printable_bytes
 
 CANDIDATE_UID = 10001
 READY_LINE = "NASLOOP-READY"  # what `python -m sandbox.serve` prints once it waits for its candidate
+# CPU weight (cgroup shares) of a container that is started ahead and waits, and of one that runs a
+# candidate: warming up uses only CPU that running candidates leave idle.
+WAITING_CPU_SHARES = 2
+RUNNING_CPU_SHARES = 1024
 MAX_OUTPUT_ENTRIES = 64  # files and directories a phase may leave in /out
 _LOG_TAIL_CHARS = 4000
 _POLL_SECONDS = 0.25
@@ -198,7 +203,8 @@ class SandboxContainer:
     """One hardened candidate container with its output volume: created, started (ahead of its
     candidate for a warm one), run to exit or its deadline, read back and removed, once."""
 
-    def __init__(self, client: docker.DockerClient, phase: Phase, limits: Limits) -> None:
+    def __init__(self, client: docker.DockerClient, phase: Phase, limits: Limits, ahead: bool = False) -> None:
+        """`ahead`: started before its candidate, with a low CPU weight until `hand_over`."""
         self.phase, self.limits = phase, limits
         mounts = [docker.types.Mount(target, str(source.resolve()), type="bind", read_only=True)
                   for source, target in phase.mounts.items()]
@@ -216,7 +222,8 @@ class SandboxContainer:
             self.container = client.containers.create(
                 phase.image, command=phase.command, environment=environment, mounts=[*mounts, self.output.mount()],
                 labels=managed_labels("sandbox", **{"org.nasloop.phase": phase.name, **phase.labels}),
-                device_requests=device_requests, detach=True, **_hardening(limits, user))
+                device_requests=device_requests, detach=True,
+                cpu_shares=WAITING_CPU_SHARES if ahead else RUNNING_CPU_SHARES, **_hardening(limits, user))
             self.container.start()
         except docker.errors.DockerException as exc:
             self.remove()
@@ -224,20 +231,32 @@ class SandboxContainer:
         self.started = time.monotonic()
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Whether the runner said it is ready for its candidate within `timeout_s` (a warm start)."""
+        """Whether the runner said it is ready for its candidate within `timeout_s` (a warm start):
+        its log followed as one stream (no polling), the container killed if it takes too long."""
         assert self.container is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if READY_LINE.encode() in self.container.logs(stdout=True, stderr=False, tail=50):
+        container = self.container
+        timer = threading.Timer(timeout_s, _kill, (container,))
+        timer.daemon = True
+        timer.start()
+        seen = b""
+        try:
+            for chunk in container.logs(stdout=True, stderr=False, stream=True, follow=True):
+                seen = (seen + chunk)[-4 * len(READY_LINE):]
+                if READY_LINE.encode() in seen:
                     return True
-                self.container.reload()
-            except docker.errors.DockerException:
-                return False
-            if self.container.status not in ("created", "running"):
-                return False
-            time.sleep(0.02)
-        return False
+            return False  # the stream ended: the container exited (or was killed) before it was ready
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+        finally:
+            timer.cancel()
+
+    def hand_over(self) -> None:
+        """From waiting to running a candidate: the container gets its full CPU weight back."""
+        assert self.container is not None
+        try:
+            self.container.update(cpu_shares=RUNNING_CPU_SHARES)
+        except docker.errors.DockerException as exc:
+            raise InfraError(f"could not hand over the {self.phase.name} container: {exc}") from None
 
     def run(self, started: float | None = None) -> PhaseOutcome:
         """Wait for the phase to end (its time limit counted from `started`, default the container's

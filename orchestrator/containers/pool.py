@@ -3,9 +3,10 @@ have started Python, imported torch and what the phase uses, put the training sp
 (the CUDA context with it), and then wait for exactly one candidate.
 
 Each is a `SandboxContainer` like any other (same hardening, mounts, limits, output volume, labels,
-swept by label after a crash), with its own empty job directory mounted read-only; the host hands
-over by writing the candidate and, last, its job file there, and the candidate's time limit starts
-then. Every container serves one candidate and is removed. A background thread keeps `size` of them
+swept by label after a crash), with its own empty job directory mounted read-only. While it waits
+it has the lowest CPU weight (warming up uses only CPU the running candidates leave idle); the host
+hands over by giving it the full weight and writing the candidate and, last, its job file there, and
+the candidate's time limit starts then. Every container serves one candidate and is removed. A background thread keeps `size` of them
 ready; `take` waits for one (never starting a candidate in a container that is still warming up).
 """
 
@@ -51,7 +52,8 @@ class WarmPool:
         job_dir.chmod(0o755)
         mounts = {**self.phase.mounts, job_dir: self.job_target}
         try:
-            container = SandboxContainer(self.client, dataclasses.replace(self.phase, mounts=mounts), self.limits)
+            container = SandboxContainer(self.client, dataclasses.replace(self.phase, mounts=mounts), self.limits,
+                                         ahead=True)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise

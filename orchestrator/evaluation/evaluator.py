@@ -25,7 +25,7 @@ from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, CONTAINER_DATA
                                PREDICT_IMAGES, RUNNER_FAILURE_EXITS, TRAIN_IMAGES, TRAIN_LABELS, TRAIN_REPORT_FILE,
                                WEIGHTS_FILE, CheckReport, TrainReport)
 from orchestrator.config import EvaluationConfig
-from orchestrator.containers.client import daemon_name
+from orchestrator.containers.client import InfraError, daemon_name
 from orchestrator.containers.hardened import Limits, Phase, PhaseOutcome, run_phase
 from orchestrator.containers.pool import WarmPool
 from orchestrator.containers.images import ResolvedImage
@@ -65,6 +65,11 @@ class Launcher:
             return run_phase(self.client, Phase(phase, self.image.id, command, {job_dir: CONTAINER_JOB_DIR, **data},
                                                 labels, gpu=gpu), limits)
         warm = self._pool(phase, limits, data, gpu, command).take()
+        try:
+            warm.container.hand_over()
+        except InfraError:
+            warm.container.remove()
+            raise
         _write_job_dir(warm.job_dir, files, job)
         started = time.monotonic()  # the candidate's time starts at the handover
         try:
