@@ -1,7 +1,13 @@
-"""Shared fixtures: paths, the shared LEMUR corpus, Docker and the sandbox image.
+"""Shared fixtures: paths, the shared LEMUR corpus, Docker and the sandbox image, the database on
+each backend.
 
 Tests that need Docker skip when it is unavailable, unless NASLOOP_REQUIRE_DOCKER=1 (CI sets it),
 in which case they fail: CI must never pass by skipping the sandbox.
+
+`db_url` runs a test once on SQLite and once on PostgreSQL. The PostgreSQL server comes from
+NASLOOP_TEST_POSTGRES_URL (e.g. postgresql+psycopg://nasloop:nasloop@127.0.0.1/nasloop_test; the
+role needs CREATE on that database); each test gets a schema of its own there, dropped afterwards.
+Without the variable the PostgreSQL variants skip, unless NASLOOP_REQUIRE_POSTGRES=1 (CI sets it).
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 LEMUR_JSONL = SHARED / "data" / "lemur" / "lemur-img-classification.jsonl.gz"
+POSTGRES_URL_ENV = "NASLOOP_TEST_POSTGRES_URL"
 
 
 def _unavailable(reason: str) -> None:
@@ -74,3 +83,36 @@ def leftovers(client) -> list[str]:  # type: ignore[no-untyped-def]
     managed = {"label": f"{MANAGED_LABEL}=1"}
     return ([c.name for c in client.containers.list(all=True, filters=managed) if left(c.labels)]
             + [v.name for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database's URL: the SQLite file `tmp_path/nasloop.db`, or a new schema on the
+    PostgreSQL server of $NASLOOP_TEST_POSTGRES_URL (the connection's search_path), dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nasloop.db'}"
+        return
+    base = os.environ.get(POSTGRES_URL_ENV)
+    if not base:
+        reason = f"{POSTGRES_URL_ENV} is not set (e.g. postgresql+psycopg://nasloop:nasloop@127.0.0.1/nasloop_test)"
+        if os.environ.get("NASLOOP_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"NASLOOP_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.pool import NullPool
+
+    schema = f"nasloop_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        pytest.fail(f"cannot reach the PostgreSQL server of {POSTGRES_URL_ENV}: {exc}")
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,5 +1,6 @@
-"""`run_cycles`: the loop as a library call (what `nasloop cycle` does): lock the workspace, connect
-Docker and sweep leftovers, open (or create) the experiment, and run cycles until done."""
+"""`run_cycles`: the loop as a library call (what `nasloop cycle` does): lock the workspace and (on
+PostgreSQL) the experiment, connect Docker and sweep leftovers, open (or create) the experiment, and
+run cycles until done."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from orchestrator.containers.labels import sweep_orphans
 from orchestrator.evaluation.run import fit_to_machine
 from orchestrator.loop.cycle import CycleRunner
 from orchestrator.loop.experiment import experiment_name, open_experiment, pinned_seed_ids
-from orchestrator.loop.lock import workspace_lock
-from orchestrator.store.database import open_database
+from orchestrator.loop.lock import cycle_lock
+from orchestrator.store.database import database_url, open_database
 
 
 def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: int | None = None,
@@ -28,13 +29,14 @@ def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: in
         raise ValueError("give exactly one of cycles (more cycles) and until (a total)")
     console = console or Console()
     name = name or experiment_name(profile, ablations)
-    with workspace_lock(workdir):
+    url = database_url(workdir, db_url)
+    with cycle_lock(workdir, url, name):
         docker = connect("sandbox", "llm")
         removed = sweep_orphans(docker.client)
         if removed:
             console.print(f"removed {removed} container(s) left behind by an interrupted run")
         config, placement = fit_to_machine(config, docker, say=console.print)
-        db = open_database(workdir, db_url)
+        db = open_database(workdir, url)
         try:
             with db.transaction() as session:
                 experiment = open_experiment(session, name, profile, config, ablations)

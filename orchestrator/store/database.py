@@ -1,9 +1,10 @@
 """The experiment database: engine and sessions, the declarative base, Alembic migrations.
 
 By default a SQLite file `<workdir>/nasloop.db`; any SQLAlchemy URL may replace it (option
-`--db-url` or the environment variable `NASLOOP_DB_URL`). The schema is owned by the Alembic
-revisions in `orchestrator/store/migrations/versions/`: `open_database` upgrades to the newest one,
-so a new table is a new revision plus its mapped class in `orchestrator/store/schema.py`.
+`--db-url` or the environment variable `NASLOOP_DB_URL`); PostgreSQL (`postgresql+psycopg://...`)
+is tested alongside SQLite. The schema is owned by the Alembic revisions in
+`orchestrator/store/migrations/versions/`: `open_database` upgrades to the newest one, so a new
+table is a new revision plus its mapped class in `orchestrator/store/schema.py`.
 """
 
 from __future__ import annotations

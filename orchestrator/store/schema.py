@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -62,7 +62,8 @@ class ProgramCheck(Base):
     valid: Mapped[bool] = mapped_column(Boolean)
     failure: Mapped[str | None] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(Text)
-    params: Mapped[int | None] = mapped_column(Integer)
+    # Counts a container reports (any int64) or the host counts (up to the output cap): 64-bit.
+    params: Mapped[int | None] = mapped_column(BigInteger)
     seconds: Mapped[float | None] = mapped_column(Float)
     image: Mapped[str] = mapped_column(String)
     checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -132,8 +133,10 @@ class Candidate(Base):
     # Evaluation (None until evaluated): "ok" or a failure kind ("extraction" when no code).
     outcome: Mapped[str | None] = mapped_column(String)
     error: Mapped[str | None] = mapped_column(Text)
-    params: Mapped[int | None] = mapped_column(Integer)  # counted by the sandbox's runner
-    weights_elements: Mapped[int | None] = mapped_column(Integer)  # counted by the host in the weights file
+    # 64-bit counts (migration 0007): the runner's report may hold any int64, and a weights file past
+    # 2**31 elements is possible under a larger output cap; PostgreSQL's INTEGER is 32-bit.
+    params: Mapped[int | None] = mapped_column(BigInteger)  # counted by the sandbox's runner
+    weights_elements: Mapped[int | None] = mapped_column(BigInteger)  # counted by the host in the weights file
     accuracy: Mapped[float | None] = mapped_column(Float)
     holdout_accuracy: Mapped[float | None] = mapped_column(Float)
     train_seconds: Mapped[float | None] = mapped_column(Float)
