@@ -27,6 +27,7 @@ help:
 	@echo "make test       run the whole test suite (needs Docker and the images)"
 	@echo "make test-fast  run the tests that need no Docker"
 	@echo "make bench      run the benchmarks"
+	@echo "make gpu-check  run the prepared GPU check (bench/gpu_check.py; no Docker needed)"
 	@echo "make cycle      run the loop until CYCLES=N cycles are done (PROFILE=paper|smoke)"
 
 $(VENV)/.installed: pyproject.toml
@@ -65,6 +66,12 @@ test-fast: setup
 bench: setup images
 	@mkdir -p bench-results
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+
+# The prepared GPU check (bench/gpu_check.py): no Docker, no network, no nasloop install needed;
+# writes bench-results/gpu-check.json. E.g. GPU_CHECK_ARGS="--device cpu" on a machine without a GPU.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHONPATH=. $(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 # The seed corpus: a LEMUR JSONL(.gz) export or an nn-dataset checkout directory.
 LEMUR ?= ../shared/data/lemur/lemur-img-classification.jsonl.gz
