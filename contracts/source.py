@@ -8,6 +8,7 @@ stack, memory) becomes a `SourceProblem` instead of an exception.
 from __future__ import annotations
 
 import ast
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -21,10 +22,17 @@ class SourceProblem:
         return self.message + (f" (line {self.line})" if self.line else "")
 
 
+# One parse at a time per process: CPython 3.11 keeps the AST converter's recursion counter in
+# interpreter state shared by all threads (gh-106905), so two threads parsing at once (the host
+# checks candidates from a thread pool) can fail with "SystemError: AST constructor recursion depth
+# mismatch". `warnings.catch_warnings` is not thread-safe either.
+_PARSE_LOCK = threading.Lock()
+
+
 def parse_source(text: str, filename: str = "<program>") -> ast.Module | SourceProblem:
     """The module's AST, or why it cannot be parsed."""
     try:
-        with warnings.catch_warnings():
+        with _PARSE_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return ast.parse(text, filename=filename)
     except SyntaxError as exc:
