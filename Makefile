@@ -13,7 +13,9 @@ TORCH_SPEC ?= torch==2.13.0
 BASE_IMAGE ?=
 IMAGE_BUILD_ARGS ?=
 export IMAGE_BUILD_ARGS
-WORKDIR ?= runs
+# The workspace [default: runs; runs-mini for PROFILE=mini, whose corpus holds the grammar's programs
+# and whose tiny model learns from them: neither may reach the smoke profile's].
+WORKDIR ?=
 PROFILE ?=
 CYCLES ?= 1
 PYTEST_ARGS ?=
@@ -28,7 +30,7 @@ help:
 	@echo "make test-fast  run the tests that need no Docker"
 	@echo "make bench      run the benchmarks"
 	@echo "make gpu-check  run the prepared GPU check (bench/gpu_check.py; no Docker needed)"
-	@echo "make cycle      run the loop until CYCLES=N cycles are done (PROFILE=paper|smoke)"
+	@echo "make cycle      run the loop until CYCLES=N cycles are done (PROFILE=paper|smoke|mini)"
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python >= 3.11 is needed)"; exit 1; }
@@ -79,9 +81,11 @@ LEMUR ?= ../shared/data/lemur/lemur-img-classification.jsonl.gz
 # The loop until the experiment has CYCLES completed cycles (a crashed run resumes; a finished one does
 # nothing), with everything it needs prepared first: the paper profile
 # where Docker can reach an NVIDIA GPU, else the smoke profile (tiny local model, CPU, synthetic data), whose
-# tiny model learns from the corpus programs that pass the sandbox's validity checks.
+# tiny model learns from the corpus programs that pass the sandbox's validity checks. PROFILE=mini is the
+# CPU miniature: the grammar's programs join the corpus first (`corpus synth`, checked), and its tiny
+# model learns from them and the valid LEMUR programs; Fashion-MNIST from Debian's package.
 cycle: images
-	@set -e; profile="$(PROFILE)"; \
+	@set -e; profile="$(PROFILE)"; workdir="$(WORKDIR)"; \
 	if [ -z "$$profile" ]; then \
 	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
 	     && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then \
@@ -90,23 +94,27 @@ cycle: images
 	    profile=smoke; echo "no NVIDIA GPU visible to Docker: running the smoke profile (tiny local model, CPU, synthetic data)"; \
 	  fi; \
 	fi; \
-	if ! $(NASLOOP) corpus stats --workdir "$(WORKDIR)" --json | grep -q '"corpus_programs": [1-9]'; then \
+	if [ -z "$$workdir" ]; then workdir=runs; [ "$$profile" = mini ] && workdir=runs-mini; fi; \
+	if ! $(NASLOOP) corpus stats --workdir "$$workdir" --json | grep -q '"corpus_programs": [1-9]'; then \
 	  [ -e "$(LEMUR)" ] || { echo "error: no seed corpus: set LEMUR=PATH to a LEMUR JSONL export or an nn-dataset checkout"; exit 1; }; \
-	  $(NASLOOP) corpus import --workdir "$(WORKDIR)" --lemur "$(LEMUR)"; \
+	  $(NASLOOP) corpus import --workdir "$$workdir" --lemur "$(LEMUR)"; \
 	fi; \
-	if [ "$$profile" = smoke ]; then \
-	  $(NASLOOP) corpus check --workdir "$(WORKDIR)" --profile smoke; \
-	  if [ ! -f "$(WORKDIR)/models/tiny/config.json" ]; then \
-	    $(NASLOOP) corpus export --format chat-jsonl --valid-only --workdir "$(WORKDIR)" --profile smoke \
-	      "$(WORKDIR)/models/tiny-corpus.jsonl"; \
-	    $(NASLOOP) llm tiny-model "$(WORKDIR)/models/tiny" --profile smoke --workdir "$(WORKDIR)" \
-	      --corpus "$(WORKDIR)/models/tiny-corpus.jsonl"; \
+	if [ "$$profile" = mini ]; then \
+	  $(NASLOOP) corpus synth --workdir "$$workdir" --profile mini; \
+	fi; \
+	if [ "$$profile" = smoke ] || [ "$$profile" = mini ]; then \
+	  $(NASLOOP) corpus check --workdir "$$workdir" --profile "$$profile"; \
+	  if [ ! -f "$$workdir/models/tiny/config.json" ]; then \
+	    $(NASLOOP) corpus export --format chat-jsonl --valid-only --workdir "$$workdir" --profile "$$profile" \
+	      "$$workdir/models/tiny-corpus.jsonl"; \
+	    $(NASLOOP) llm tiny-model "$$workdir/models/tiny" --profile "$$profile" --workdir "$$workdir" \
+	      --corpus "$$workdir/models/tiny-corpus.jsonl"; \
 	  fi; \
 	fi; \
-	if [ "$$profile" = paper ] && [ ! -f "$(WORKDIR)/data/cifar10/meta.json" ]; then \
-	  $(NASLOOP) data fetch cifar10 --workdir "$(WORKDIR)"; \
+	if [ "$$profile" = paper ] && [ ! -f "$$workdir/data/cifar10/meta.json" ]; then \
+	  $(NASLOOP) data fetch cifar10 --workdir "$$workdir"; \
 	fi; \
-	$(NASLOOP) cycle --profile "$$profile" --until $(CYCLES) --workdir "$(WORKDIR)" $(CYCLE_ARGS)
+	$(NASLOOP) cycle --profile "$$profile" --until $(CYCLES) --workdir "$$workdir" $(CYCLE_ARGS)
 
 clean:
 	rm -rf build bench-results

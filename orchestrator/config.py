@@ -2,7 +2,9 @@
 
 A profile is `configs/<name>.toml`; it may `extends = "<other profile>"` and override single keys.
 A user file (`--config FILE`) is layered on top of a profile in the same way. Unknown sections or
-keys and values of the wrong type are errors that name the offending key.
+keys and values of the wrong type are errors that name the offending key. Every key must be given,
+except the few with a default below (settings that only a miniature changes, so that adding them did
+not change the paper's resolved configuration).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ConfigError(ValueError):
 class DataConfig:
     dataset: str
     holdout_fraction: float  # the hold-out's membership is secret: drawn when a workspace prepares the data
+    train_subset: int = 0  # train on this many images of the training split (0: all of it, as the paper)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,15 @@ class TinyModelConfig:
 
 
 @dataclass(frozen=True)
+class GrammarConfig:
+    """The seed-corpus grammar (`nasloop corpus synth`): how many of its programs, from which seed.
+    Not part of the paper: a CPU stand-in for what a 7B code model knows (the `mini` profile)."""
+
+    programs: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class CycleConfig:
     cycles: int
     seed_corpus: str  # "all" corpus programs (the paper), or only those that pass `nasloop corpus check`
@@ -169,6 +181,7 @@ class ExperimentConfig:
     finetune: FinetuneConfig
     cycle: CycleConfig
     tiny_model: TinyModelConfig | None  # only in profiles that use it (smoke): not part of the paper
+    grammar: GrammarConfig | None  # only in profiles seeded by the grammar (mini): not part of the paper
     raw: dict[str, Any] = field(compare=False, repr=False)
 
     @property
@@ -189,7 +202,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-_OPTIONAL_SECTIONS = frozenset({"tiny_model"})
+_OPTIONAL_SECTIONS = frozenset({"tiny_model", "grammar"})
 # The model name that means the workspace's tiny local model (`nasloop llm tiny-model`).
 TINY_MODEL = "tiny"
 
@@ -224,14 +237,15 @@ def _build_section(cls: type, table: Any, section: str) -> Any:
         raise ConfigError(f"[{section}] must be a table")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
     unknown = sorted(set(table) - names)
     if unknown:
         raise ConfigError(f"[{section}]: unknown key(s) {', '.join(unknown)}")
-    missing = sorted(names - set(table))
+    missing = sorted(names - optional - set(table))
     if missing:
         raise ConfigError(f"[{section}]: missing key(s) {', '.join(missing)}")
     values = {}
-    for name in names:
+    for name in names & set(table):
         where = f"{section}.{name}"
         values[name] = _check_value(table[name], hints[name], where)
         choices = _CHOICES.get((section, name))
@@ -325,6 +339,7 @@ def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
 def _validate_ranges(sections: dict[str, Any]) -> None:
     checks = [
         ("data.holdout_fraction", 0.0 <= sections["data"].holdout_fraction < 1.0),
+        ("data.train_subset", sections["data"].train_subset >= 0),
         ("evaluation.batch_size", sections["evaluation"].batch_size >= 1),
         ("evaluation.param_budget", sections["evaluation"].param_budget >= 1),
         ("evaluation.buffer_allowance", sections["evaluation"].buffer_allowance >= 0),
@@ -353,6 +368,9 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
             ("tiny_model.steps", tiny.steps >= 1),
             ("tiny_model.heads", tiny.heads >= 1 and tiny.hidden_size % tiny.heads == 0),
         ]
+    grammar = sections["grammar"]
+    if grammar is not None:
+        checks += [("grammar.programs", grammar.programs >= 1), ("grammar.seed", grammar.seed >= 0)]
     for where, ok in checks:
         if not ok:
             raise ConfigError(f"{where}: value out of range")

@@ -58,7 +58,8 @@ jobs = 2
 def _checker(client, image, tmp_path: Path, timeout_s: float = 60.0) -> Checker:  # type: ignore[no-untyped-def]
     config = load_config("smoke")
     evaluation = replace(config.evaluation, check_timeout_s=timeout_s, memory="1g", cpus=1.0)
-    return Checker(client, image, prompt_check_protocol(evaluation), tmp_path / "checks", pool_size=2)
+    return Checker(client, image, prompt_check_protocol(replace(config, evaluation=evaluation)), tmp_path / "checks",
+                   pool_size=2)
 
 
 def _invoke(*args: str) -> str:

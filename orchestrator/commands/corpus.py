@@ -1,4 +1,4 @@
-"""`nasloop corpus import|stats|export`: the supervised corpus in the experiment database."""
+"""`nasloop corpus import|synth|stats|check|export`: the supervised corpus in the experiment database."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from orchestrator.containers.client import ImageError, InfraError
 from orchestrator.corpus.checks import (ChecksMissing, check_corpus, check_counts, checked_protocols,
                                         prompt_check_protocol, unchecked_programs, valid_program_ids)
 from orchestrator.corpus.export import corpus_stats, export_chat_jsonl
-from orchestrator.corpus.importing import import_lemur
+from orchestrator.corpus.importing import ImportReport, import_lemur
+from orchestrator.corpus.synth import synthesize_into_corpus
 from orchestrator.evaluation.result import EvaluationResult
 from orchestrator.evaluation.run import fit_to_machine, make_checker, sandbox_docker
+from orchestrator.untrusted import printable
 
 
 @click.group()
@@ -61,11 +63,94 @@ def import_command(lemur_path: Path, workers: int | None, verbose: bool, workdir
             click.echo(f"dropped {drop.name} [{drop.origin}]: {drop.reason}{detail}")
     click.echo(f"read {report.read} programs from {lemur_path}"
                + (f" ({len(report.problems)} problems, listed above)" if report.problems else ""))
+    _echo_import(report)
+    if report.read == 0 and report.problems:
+        raise click.ClickException(f"nothing could be read from {lemur_path}")
+
+
+def _echo_import(report: ImportReport) -> None:
     for reason, count in sorted(report.dropped.items()):
         click.echo(f"  dropped {count:6d}  {reason}")
     click.echo(f"  kept    {report.kept:6d}  new corpus programs")
-    if report.read == 0 and report.problems:
-        raise click.ClickException(f"nothing could be read from {lemur_path}")
+
+
+def _checker_for(config, workdir: Path, jobs: int | None, what: str):  # type: ignore[no-untyped-def]
+    """(config fitted to this machine, Checker at the prompt's shape, placement); a usage error
+    without Docker or the sandbox image."""
+    if jobs is not None:
+        config = dataclasses.replace(config, evaluation=dataclasses.replace(
+            config.evaluation, jobs=jobs, jobs_per_gpu=jobs))
+    try:
+        docker = sandbox_docker()
+        config, placement = fit_to_machine(config, docker, say=lambda m: click.echo(m, err=True))
+    except ImageError as exc:
+        raise click.ClickException(f"{exc}\nnothing was {what} (program code never runs outside Docker)") from None
+    except InfraError as exc:
+        raise click.ClickException(f"infrastructure failure: {exc}\nnothing was {what}") from None
+    return config, make_checker(docker, config, prompt_check_protocol(config), workdir, placement), placement
+
+
+@corpus.command("synth")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Programs to draw from the grammar [default: the profile's grammar.programs].")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="The grammar's seed; program i of a seed is always the same program "
+                   "[default: the profile's grammar.seed, else 0].")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Programs checked at once [default: the profile's evaluation.jobs].")
+@workdir_option
+@db_url_option
+@profile_option
+@config_option
+def synth_command(count: int | None, seed: int | None, jobs: int | None, workdir: Path, db_url: str | None,
+                  profile: str, config_file: Path | None) -> None:
+    """Import programs of the seed-corpus grammar (source "grammar"), each checked first.
+
+    The programs are small CNNs in the API contract, valid by construction at the profile's budget
+    (see orchestrator/corpus/grammar). They are de-duplicated as a LEMUR import is; those that would
+    join the corpus run through the sandbox's validity checks at the shape of the profile's prompt,
+    and only those that pass are imported, with their check results. Not part of the paper: a CPU
+    stand-in for what a large code model knows.
+    """
+    config = load_profile(profile, config_file)
+    if count is None:
+        if config.grammar is None:
+            raise click.UsageError(f"profile {profile!r} has no [grammar] section: give --count (or use --profile mini)")
+        count = config.grammar.programs
+    if seed is None:
+        seed = config.grammar.seed if config.grammar else 0
+    config, checker, placement = _checker_for(config, workdir, jobs, "imported")
+    db = connect(workdir, db_url)
+    console = Console(stderr=True)
+    started = time.monotonic()
+    try:
+        with Progress(TextColumn("check"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[valid]} valid"),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("check", total=None, valid=0)
+            valid = Counter[str]()
+
+            def advance(result: EvaluationResult) -> None:
+                valid["ok" if result.valid else "failed"] += 1
+                progress.update(task, advance=1, valid=valid["ok"])
+
+            try:
+                with checker:
+                    report = synthesize_into_corpus(db, config, checker, placement, count, seed, on_result=advance)
+            except InfraError as exc:
+                raise click.ClickException(f"infrastructure failure: {exc}\nnothing was imported") from None
+    finally:
+        db.close()
+    styles = ", ".join(f"{k} {v}" for k, v in sorted(report.styles.items()))
+    blocks = ", ".join(f"{k} {v}" for k, v in sorted(report.blocks.items()))
+    click.echo(f"drew {report.drawn} programs of grammar seed {seed} (styles: {styles}; blocks: {blocks})")
+    click.echo(f"checked {report.checked} in the sandbox under {checker.protocol.id}: "
+               f"{report.checked - len(report.failed)} valid, {len(report.failed)} failed "
+               f"({time.monotonic() - started:.0f}s)")
+    for name, result in report.failed:  # the error text comes from a container: shown escaped
+        last = (result.error or "").strip().splitlines()[-1:] or [""]
+        click.echo(printable(f"  not imported: {name}: {result.failure}: {last[0]}", 300, keep_lines=False), err=True)
+    assert report.imported is not None
+    _echo_import(report.imported)
 
 
 @corpus.command("stats")
@@ -111,19 +196,8 @@ def check_command(jobs: int | None, limit: int | None, workdir: Path, db_url: st
     forward; no data, no training) at the shape the generation prompt states. Outcomes are stored
     per check protocol; an interrupted run resumes with the programs not yet checked.
     """
-    config = load_profile(profile, config_file)
-    if jobs is not None:
-        config = dataclasses.replace(config, evaluation=dataclasses.replace(
-            config.evaluation, jobs=jobs, jobs_per_gpu=jobs))
-    try:
-        docker = sandbox_docker()
-        config, placement = fit_to_machine(config, docker, say=lambda m: click.echo(m, err=True))
-    except ImageError as exc:
-        raise click.ClickException(f"{exc}\nnothing was checked (program code never runs outside Docker)") from None
-    except InfraError as exc:
-        raise click.ClickException(f"infrastructure failure: {exc}\nnothing was checked") from None
-    protocol = prompt_check_protocol(config.evaluation)
-    checker = make_checker(docker, config, protocol, workdir, placement)
+    config, checker, placement = _checker_for(load_profile(profile, config_file), workdir, jobs, "checked")
+    protocol = checker.protocol
     db = connect(workdir, db_url)
     console = Console(stderr=True)
     try:
@@ -185,7 +259,7 @@ def export_command(fmt: str, valid_only: bool, out: Path, workdir: Path, db_url:
             program_ids = None
             if valid_only:
                 try:
-                    program_ids = valid_program_ids(session, prompt_check_protocol(config.evaluation).id)
+                    program_ids = valid_program_ids(session, prompt_check_protocol(config).id)
                 except ChecksMissing as exc:
                     raise click.ClickException(str(exc)) from None
             count = export_chat_jsonl(session, out, config.evaluation.param_budget, program_ids)

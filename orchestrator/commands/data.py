@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from orchestrator.commands.common import load_profile, profile_option, workdir_option
-from orchestrator.data import CIFAR10_MD5, CIFAR10_URL, DATASETS, DataError, default_source, fetch_cifar10, open_prepared, prepare_from
+from orchestrator.data import (CIFAR10_MD5, CIFAR10_URL, DATASETS, DataError, DatasetMeta, default_source, fetch_cifar10,
+                               open_prepared, prepare_from)
 
 
 def data_dir_option(func):  # type: ignore[no-untyped-def]
@@ -48,22 +50,28 @@ def fetch(dataset: str, url: str, md5: str, then_prepare: bool, profile: str, da
                    "Debian dataset-fashion-mnist package).")
 @click.option("--secret-seed", type=click.IntRange(min=0, max=2**63 - 1), default=None,
               help="Reproduce a split made elsewhere with this secret (keep it private) [default: a fresh one].")
+@click.option("--train-subset", type=click.IntRange(min=0), default=None,
+              help="Train on this many images of the training split (0: all) [default: the profile's "
+                   "data.train_subset when DATASET is the profile's dataset, else 0].")
 @profile_option
 @data_dir_option
 @workdir_option
-def prepare_command(dataset: str, source: Path | None, secret_seed: int | None, profile: str, data_dir: Path | None,
-                    workdir: Path) -> None:
+def prepare_command(dataset: str, source: Path | None, secret_seed: int | None, train_subset: int | None, profile: str,
+                    data_dir: Path | None, workdir: Path) -> None:
     """Prepare DATASET into the data directory (uint8 arrays, a private hold-out chosen by a secret)."""
     try:
         _prepare(dataset, source or default_source(dataset, workdir), profile, data_dir or workdir / "data",
-                 secret_seed)
+                 secret_seed, train_subset)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _prepare(dataset: str, source: Path | None, profile: str, data_dir: Path, secret: int | None = None) -> None:
+def _prepare(dataset: str, source: Path | None, profile: str, data_dir: Path, secret: int | None = None,
+             train_subset: int | None = None) -> None:
     config = load_profile(profile, None).data
-    prepared = prepare_from(dataset, source, data_dir, config.holdout_fraction, secret)
+    if train_subset is None:
+        train_subset = config.train_subset if dataset == config.dataset else 0
+    prepared = prepare_from(dataset, source, data_dir, config.holdout_fraction, secret, train_subset)
     m = prepared.meta
     click.echo(f"prepared {dataset} in {prepared.root}: {m.n_train} train, {m.n_holdout} hold-out, "
                f"{m.n_test} test images of {m.channels}x{m.height}x{m.width}, {m.num_classes} classes")
@@ -76,13 +84,28 @@ def show(data_dir: Path | None, workdir: Path) -> None:
     """List the prepared datasets."""
     root = data_dir or workdir / "data"
     found = False
-    for dataset in DATASETS:
+    for meta in _prepared_metas(root):
         try:
-            m = open_prepared(root, dataset).meta
+            m = open_prepared(root, meta.dataset, meta.train_subset).meta
         except DataError:
             continue
         found = True
-        click.echo(f"{dataset}: {m.n_train} train / {m.n_holdout} hold-out / {m.n_test} test, "
+        subset = f" (training subset of {m.train_subset})" if m.train_subset else ""
+        click.echo(f"{m.dataset}: {m.n_train} train{subset} / {m.n_holdout} hold-out / {m.n_test} test, "
                    f"{m.channels}x{m.height}x{m.width}, source: {m.source}")
     if not found:
         click.echo(f"no prepared datasets in {root}")
+
+
+def _prepared_metas(root: Path) -> list[DatasetMeta]:
+    """What each prepared directory under `root` says it holds (unreadable ones are left out)."""
+    metas = []
+    for meta_path in sorted(root.glob("*/meta.json")):
+        try:
+            raw = json.loads(meta_path.read_text())
+            meta = DatasetMeta(**raw)
+        except (OSError, ValueError, TypeError):
+            continue
+        if meta.dataset in DATASETS:
+            metas.append(meta)
+    return metas

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from llm.prompt import generation_task
-from orchestrator.config import EvaluationConfig
+from orchestrator.config import ExperimentConfig
 from orchestrator.corpus.index import CORPUS
+from orchestrator.corpus.tasks import generation_task
 from orchestrator.evaluation.evaluator import Checker
 from orchestrator.evaluation.protocol import CheckProtocol, make_check_protocol
 from orchestrator.evaluation.result import EvaluationResult, Submission
@@ -29,10 +29,11 @@ from orchestrator.store.database import Database
 from orchestrator.store.schema import Program, ProgramCheck
 
 
-def prompt_check_protocol(config: EvaluationConfig) -> CheckProtocol:
-    """The checks at the shape every generation prompt states (CIFAR-10: 3x32x32, ten classes)."""
-    task = generation_task(config.param_budget)
-    return make_check_protocol(config, [1, task.channels, task.height, task.width], task.num_classes)
+def prompt_check_protocol(config: ExperimentConfig) -> CheckProtocol:
+    """The checks at the shape the profile's generation prompt states (the paper: CIFAR-10, 3x32x32,
+    ten classes)."""
+    task = generation_task(config)
+    return make_check_protocol(config.evaluation, [1, task.channels, task.height, task.width], task.num_classes)
 
 
 def unchecked_programs(session: Session, protocol_id: str) -> list[tuple[int, str, str]]:
@@ -77,6 +78,13 @@ def valid_program_ids(session: Session, protocol_id: str) -> set[int]:
     return ids
 
 
+def check_row(program_id: int, result: EvaluationResult) -> ProgramCheck:
+    """The stored outcome of `result`, a check of program `program_id`."""
+    return ProgramCheck(program_id=program_id, protocol=result.protocol, valid=result.valid, failure=result.failure,
+                        error=result.error, params=result.params, seconds=result.check_seconds, image=result.image,
+                        checked_at=datetime.now(timezone.utc))
+
+
 def check_corpus(db: Database, checker: Checker, jobs: int | Placement, limit: int | None = None,
                  on_result: Callable[[EvaluationResult], None] | None = None) -> int:
     """Check the unchecked corpus programs (at most `limit`), `jobs` at a time (or as placed), committing each
@@ -87,10 +95,7 @@ def check_corpus(db: Database, checker: Checker, jobs: int | Placement, limit: i
 
     def record(result: EvaluationResult) -> None:
         with db.transaction() as session:
-            session.add(ProgramCheck(
-                program_id=result.key, protocol=result.protocol, valid=result.valid, failure=result.failure,
-                error=result.error, params=result.params, seconds=result.check_seconds, image=result.image,
-                checked_at=datetime.now(timezone.utc)))
+            session.add(check_row(result.key, result))
         if on_result:
             on_result(result)
 

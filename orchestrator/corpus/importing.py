@@ -1,4 +1,5 @@
-"""Importing seed programs into the corpus: LEMUR records, screened, ranked and de-duplicated.
+"""Importing seed programs into the corpus: LEMUR records (or the grammar's programs, as records of
+source "grammar"), screened, ranked and de-duplicated.
 
 Every imported program is stored once per distinct code (exact duplicates are not stored). A
 program that is a near-duplicate (estimated Jaccard > tau) of a corpus program is stored too,
@@ -28,8 +29,9 @@ from sqlalchemy.orm import Session
 
 from contracts.source import SourceProblem, parse_source
 from orchestrator.config import NoveltyConfig
-from orchestrator.corpus.index import default_workers, load_index, store_signature
+from orchestrator.corpus.index import default_workers, load_index, make_hasher, store_signature
 from orchestrator.corpus.lemur import IMAGE_CLASSIFICATION, LemurRecord, ReadProblem, read_lemur
+from orchestrator.corpus.minhash import MinHasher, SignatureBatch
 from orchestrator.store.schema import Program
 
 LEMUR = "lemur"
@@ -77,37 +79,73 @@ class _Candidate:
     documentation: int
 
 
+@dataclass
+class ImportPlan:
+    """What importing some records would store, in order: each screened record with its signature,
+    the id it would get, and the corpus program it is a near-duplicate of (None: it joins the corpus)."""
+
+    candidates: list[_Candidate]
+    hasher: MinHasher
+    signatures: SignatureBatch | None
+    first_id: int
+    duplicate_of: list[tuple[int, float] | None]
+
+    def kept(self) -> list[LemurRecord]:
+        """The records that would join the corpus."""
+        return [c.record for c, dup in zip(self.candidates, self.duplicate_of) if dup is None]
+
+
 def import_lemur(session: Session, path: Path, novelty: NoveltyConfig,
                  workers: int | None = None) -> ImportReport:
     """Import LEMUR programs into the corpus within the caller's transaction (see module doc)."""
     source = read_lemur(path)
     report = ImportReport(source=str(path), read=len(source.records), problems=list(source.problems))
-    candidates = _screen(session, source.records, report)
+    return import_records(session, source.records, LEMUR, novelty, report, workers)
+
+
+def plan_import(session: Session, records: list[LemurRecord], novelty: NoveltyConfig, report: ImportReport,
+                workers: int | None = None) -> ImportPlan:
+    """Screen, rank and de-duplicate `records` against the corpus and each other (see module doc),
+    storing nothing but missing corpus signatures; what is dropped goes to `report`."""
+    candidates = _screen(session, records, report)
+    first_id = (session.scalar(select(func.max(Program.id))) or 0) + 1
     if not candidates:
-        return report
+        return ImportPlan([], make_hasher(novelty), None, first_id, [])
     index = load_index(session, novelty, workers)
     batch = index.hasher.signatures([c.record.code for c in candidates],
                                     workers or default_workers(len(candidates)))
-    first_id = (session.scalar(select(func.max(Program.id))) or 0) + 1
-    now = datetime.now(timezone.utc)
+    duplicate_of: list[tuple[int, float] | None] = []
     for i, candidate in enumerate(candidates):
-        record, signature, program_id = candidate.record, batch.values[i], first_id + i
-        nearest = index.nearest(signature)
-        duplicate = nearest.similarity > novelty.tau
+        nearest = index.nearest(batch.values[i])
+        if nearest.similarity > novelty.tau:
+            duplicate_of.append((nearest.key, nearest.similarity))
+        else:
+            index.add(candidate.record.name, batch.values[i], first_id + i)
+            duplicate_of.append(None)
+    return ImportPlan(candidates, index.hasher, batch, first_id, duplicate_of)
+
+
+def import_records(session: Session, records: list[LemurRecord], source: str, novelty: NoveltyConfig,
+                   report: ImportReport, workers: int | None = None) -> ImportReport:
+    """Import `records` as programs of `source` within the caller's transaction (see module doc)."""
+    plan = plan_import(session, records, novelty, report, workers)
+    now = datetime.now(timezone.utc)
+    for i, (candidate, duplicate) in enumerate(zip(plan.candidates, plan.duplicate_of)):
+        record = candidate.record
         session.add(Program(
-            id=program_id, name=record.name, source=LEMUR, origin=record.origin, code=record.code,
+            id=plan.first_id + i, name=record.name, source=source, origin=record.origin, code=record.code,
             code_sha256=candidate.sha256, cifar10_epoch1_accuracy=record.cifar10_epoch1_accuracy,
-            duplicate_of_id=nearest.key if duplicate else None,
-            duplicate_similarity=nearest.similarity if duplicate else None, added_at=now))
+            duplicate_of_id=duplicate[0] if duplicate else None,
+            duplicate_similarity=duplicate[1] if duplicate else None, added_at=now))
         if duplicate:
             report.near_duplicates += 1
         else:
-            index.add(record.name, signature, program_id)
             report.kept += 1
     session.flush()  # programs before their signatures (foreign key)
-    for i in range(len(candidates)):
-        store_signature(session, first_id + i, index.hasher, batch.values[i],
-                         batch.tokenizer_fallback[i])
+    if plan.signatures is not None:
+        for i in range(len(plan.candidates)):
+            store_signature(session, plan.first_id + i, plan.hasher, plan.signatures.values[i],
+                             plan.signatures.tokenizer_fallback[i])
     return report
 
 

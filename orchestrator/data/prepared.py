@@ -7,6 +7,10 @@ the images and labels themselves) come from a secret drawn when the workspace pr
 it is stored beside the arrays (`secret.json`, never mounted into a container), and the dataset's
 metadata records only its fingerprint (`split_id`), so no program can regenerate the hold-out from
 public code.
+
+A profile may train on a subset of the training split (`[data] train_subset`, for a CPU miniature):
+the next images of the same secret order after the hold-out, in a directory of its own
+(`<dataset>-train<N>`) with its own secret; hold-out and test splits are the whole dataset's.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class DatasetMeta:
     holdout_fraction: float
     source: str
     format_version: int = FORMAT_VERSION
+    train_subset: int = 0  # train on this many images of the training split (0: all of it)
 
     @property
     def in_shape(self) -> list[int]:
@@ -72,13 +77,24 @@ def split_id(secret: int) -> str:
     return hashlib.sha256(f"nasloop-split:{secret}".encode()).hexdigest()[:16]
 
 
-def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float, secret: int) -> PreparedDataset:
-    """Split off the hold-out chosen by `secret`, compute normalisation statistics and write the
-    arrays and the secret atomically (a half-prepared directory is never left behind)."""
+def prepared_name(dataset: str, train_subset: int = 0) -> str:
+    """The directory of a prepared dataset (a training subset has its own)."""
+    return f"{dataset}-train{train_subset}" if train_subset else dataset
+
+
+def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float, secret: int,
+            train_subset: int = 0) -> PreparedDataset:
+    """Split off the hold-out chosen by `secret` (and, with `train_subset`, keep that many of the other
+    training images, the next ones in the secret's order), compute normalisation statistics and write
+    the arrays and the secret atomically (a half-prepared directory is never left behind)."""
     n = len(raw.train_labels)
     n_holdout = int(round(n * holdout_fraction))
+    if train_subset > n - n_holdout:
+        raise DataError(f"{dataset}: a training subset of {train_subset} images is more than the "
+                        f"{n - n_holdout} left beside the hold-out")
     order = np.random.default_rng(secret).permutation(n)
-    holdout_idx, train_idx = np.sort(order[:n_holdout]), np.sort(order[n_holdout:])
+    end = n_holdout + train_subset if train_subset else n
+    holdout_idx, train_idx = np.sort(order[:n_holdout]), np.sort(order[n_holdout:end])
     train_images = raw.train_images[train_idx]
     scaled = train_images.astype(np.float64) / 255.0
     mean = scaled.mean(axis=(0, 2, 3))
@@ -90,6 +106,7 @@ def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float
         n_train=len(train_idx), n_holdout=n_holdout, n_test=len(raw.test_labels),
         mean=[round(float(m), 6) for m in mean], std=[round(float(max(s, 1e-6)), 6) for s in std],
         split_id=split_id(secret), holdout_fraction=holdout_fraction, source=raw.source,
+        train_subset=train_subset,
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dataset}-", dir=out_dir.parent))
@@ -115,13 +132,14 @@ def prepare(raw: RawSplits, dataset: str, out_dir: Path, holdout_fraction: float
     return PreparedDataset(out_dir, meta)
 
 
-def open_prepared(data_dir: Path, dataset: str) -> PreparedDataset:
-    root = data_dir / dataset
+def open_prepared(data_dir: Path, dataset: str, train_subset: int = 0) -> PreparedDataset:
+    root = data_dir / prepared_name(dataset, train_subset)
     meta_path = root / "meta.json"
     if not meta_path.is_file():
-        raise DataError(f"dataset {dataset!r} is not prepared in {data_dir}: run "
-                        f"`nasloop data prepare {dataset}`" + (" (after `nasloop data fetch cifar10`)"
-                                                               if dataset == "cifar10" else ""))
+        subset = f" --train-subset {train_subset}" if train_subset else ""
+        raise DataError(f"dataset {prepared_name(dataset, train_subset)!r} is not prepared in {data_dir}: run "
+                        f"`nasloop data prepare {dataset}{subset}`" + (" (after `nasloop data fetch cifar10`)"
+                                                                       if dataset == "cifar10" else ""))
     try:
         raw_meta = json.loads(meta_path.read_text())
     except ValueError as exc:
@@ -133,6 +151,9 @@ def open_prepared(data_dir: Path, dataset: str) -> PreparedDataset:
         meta = DatasetMeta(**raw_meta)
     except TypeError as exc:
         raise DataError(f"{meta_path} is corrupt: {exc}; prepare the dataset again") from None
+    if (meta.dataset, meta.train_subset) != (dataset, train_subset):
+        raise DataError(f"{meta_path} holds {prepared_name(meta.dataset, meta.train_subset)!r}, not "
+                        f"{prepared_name(dataset, train_subset)!r}; prepare the dataset again")
     prepared = PreparedDataset(root, meta)
     for name in ("train_images", "train_labels", "holdout_images", "holdout_labels", "test_images", "test_labels"):
         if not prepared.path(name).is_file():
@@ -142,18 +163,21 @@ def open_prepared(data_dir: Path, dataset: str) -> PreparedDataset:
 
 
 def prepare_from(dataset: str, source: Path | None, data_dir: Path, holdout_fraction: float,
-                 secret: int | None = None) -> PreparedDataset:
+                 secret: int | None = None, train_subset: int = 0) -> PreparedDataset:
     """Load `dataset` from `source` and prepare it with `secret` (default: a fresh one)."""
     secret = draw_secret() if secret is None else secret
-    return prepare(load_raw(dataset, source, secret), dataset, data_dir / dataset, holdout_fraction, secret)
+    return prepare(load_raw(dataset, source, secret), dataset, data_dir / prepared_name(dataset, train_subset),
+                   holdout_fraction, secret, train_subset)
 
 
-def ensure_prepared(dataset: str, workdir: Path, data_dir: Path, holdout_fraction: float) -> PreparedDataset:
+def ensure_prepared(dataset: str, workdir: Path, data_dir: Path, holdout_fraction: float,
+                    train_subset: int = 0) -> PreparedDataset:
     """The prepared dataset; synthetic data and locally available sources are prepared on first use."""
     try:
-        return open_prepared(data_dir, dataset)
+        return open_prepared(data_dir, dataset, train_subset)
     except DataError:
         source = default_source(dataset, workdir)
         if dataset != "synthetic" and (source is None or not source.exists()):
             raise
-    return prepare_from(dataset, default_source(dataset, workdir), data_dir, holdout_fraction)
+    return prepare_from(dataset, default_source(dataset, workdir), data_dir, holdout_fraction,
+                        train_subset=train_subset)

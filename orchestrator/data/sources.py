@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 DATASETS = ("cifar10", "fashion-mnist", "mnist", "synthetic")
+# (channels, height, width) of each dataset's images
+DATASET_SHAPES = {"cifar10": (3, 32, 32), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "synthetic": (3, 32, 32)}
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"

@@ -145,7 +145,8 @@ def fit_to_machine(config: ExperimentConfig, docker: Docker, say: Callable[[str]
 
 def prepared_dataset(config: ExperimentConfig, workdir: Path, data_dir: Path | None = None) -> PreparedDataset:
     data = config.data
-    return ensure_prepared(data.dataset, workdir, data_dir or workdir / "data", data.holdout_fraction)
+    return ensure_prepared(data.dataset, workdir, data_dir or workdir / "data", data.holdout_fraction,
+                           data.train_subset)
 
 
 def submissions_of(paths: Sequence[Path]) -> list[Submission]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from contracts.llm import Decoding, FinetuneJob, GenerateJob, LoraHyperparameters
-from llm.prompt import DEFAULT_VERSION, generation_task, load_template, prompt_messages
+from llm.prompt import DEFAULT_VERSION, load_template, prompt_messages
 from orchestrator.config import TINY_MODEL, ExperimentConfig, as_dict
+from orchestrator.corpus.tasks import generation_task
 
 
 class LLMRunError(RuntimeError):
@@ -37,7 +38,7 @@ def generate_job(config: ExperimentConfig, workdir: Path, output_dir: Path, adap
     template = load_template(DEFAULT_VERSION)
     return GenerateJob(
         model=resolve_model(gen.model, workdir),
-        messages=prompt_messages(generation_task(config.evaluation.param_budget)),
+        messages=prompt_messages(generation_task(config)),
         prompt_version=template.version,
         prompt_sha256=template.sha256,
         num_samples=num_samples or gen.candidates_per_cycle,

@@ -16,11 +16,12 @@ from typing import Any
 from contracts.files import atomic_write_text
 from contracts.llm import Decoding, Sample
 from llm import extract_code
-from llm.prompt import generation_task, prompt_messages
+from llm.prompt import prompt_messages
 from orchestrator.config import ExperimentConfig, as_dict
 from orchestrator.containers.client import ImageError
 from orchestrator.containers.images import connect
 from orchestrator.corpus.checks import prompt_check_protocol
+from orchestrator.corpus.tasks import generation_task
 from orchestrator.evaluation.evaluator import Checker
 from orchestrator.evaluation.run import make_checker
 from orchestrator.generator.samples import assess_samples
@@ -40,7 +41,7 @@ def sample_checker(config: ExperimentConfig, workdir: Path, use_sandbox: bool | 
             raise
         say(f"samples will not be checked in the sandbox (only parsed): {exc}")
         return None
-    return make_checker(docker, config, prompt_check_protocol(config.evaluation), workdir)
+    return make_checker(docker, config, prompt_check_protocol(config), workdir)
 
 
 def draw_samples(model_dir: Path, config: ExperimentConfig, n: int) -> tuple[list[Sample], float, dict[str, Any]]:
@@ -50,7 +51,7 @@ def draw_samples(model_dir: Path, config: ExperimentConfig, n: int) -> tuple[lis
     gen = config.generation
     decoding = Decoding(gen.temperature, gen.top_k, gen.top_p, gen.do_sample, gen.max_new_tokens, gen.seed)
     backend = TransformersBackend(str(model_dir), decoding, batch_size=gen.batch_size, device="cpu")
-    request = SampleRequest(prompt_messages(generation_task(config.evaluation.param_budget)), n, gen.seed)
+    request = SampleRequest(prompt_messages(generation_task(config)), n, gen.seed)
     drawn = [s for batch in backend.generate([request]) for s in batch]
     return drawn, round(sum(b.seconds for b in {s.seed: s for s in drawn}.values()), 1), asdict(decoding)
 

@@ -170,7 +170,8 @@ class CycleRunner:
         with self.db.transaction() as session:
             pending = pending_submissions(session, cycle.id)
         data = self.config.data
-        prepared = ensure_prepared(data.dataset, self.workdir, self.workdir / "data", data.holdout_fraction)
+        prepared = ensure_prepared(data.dataset, self.workdir, self.workdir / "data", data.holdout_fraction,
+                                   data.train_subset)
         counts = {"done": 0, "valid": 0, "accuracy": 0.0}
         artefacts = self.experiment_dir / f"cycle-{cycle.index}" / "artefacts"
         with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars, \

@@ -64,7 +64,7 @@ def choose_seed_ids(session: Session, config: ExperimentConfig) -> set[int]:
     if config.cycle.seed_corpus == "all":
         return corpus
     try:
-        return valid_program_ids(session, prompt_check_protocol(config.evaluation).id)
+        return valid_program_ids(session, prompt_check_protocol(config).id)
     except ChecksMissing as exc:
         raise CycleError(f'cycle.seed_corpus = "valid", but {exc}') from None
 

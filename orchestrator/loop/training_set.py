@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.files import write_jsonl_atomic
-from llm.prompt import chat_example, corpus_tasks, generation_task
+from llm.prompt import chat_example, corpus_tasks
 from orchestrator.config import ExperimentConfig
 from orchestrator.corpus.export import chat_examples
 from orchestrator.corpus.index import load_index
 from orchestrator.corpus.novelty import NoveltyIndex
+from orchestrator.corpus.tasks import generation_task
 from orchestrator.store.schema import Candidate, Cycle
 
 
@@ -47,9 +48,8 @@ def training_examples(session: Session, config: ExperimentConfig, seed_ids: set[
                       after_cycle: int) -> Iterator[dict[str, Any]]:
     """The fine-tuning set after cycle `after_cycle`: two chat examples per seed program, one (the
     generation prompt's task) per selected program."""
-    budget = config.evaluation.param_budget
-    yield from chat_examples(session, budget, seed_ids)
-    task = generation_task(budget)
+    yield from chat_examples(session, config.evaluation.param_budget, seed_ids)
+    task = generation_task(config)
     for _, code in selected_code(session, experiment_id, after_cycle):
         yield {"messages": chat_example(task, code)}
 
