@@ -80,3 +80,40 @@ def test_container_side_mirrors_of_config_sections_have_the_same_fields() -> Non
     # continue_from_previous is the host's decision (it picks the parent adapter), not the container's.
     assert fields(LoraHyperparameters) == fields(FinetuneConfig, leave_out=("continue_from_previous",))
     assert fields(TinyModelSpec) == fields(TinyModelConfig)
+
+
+def test_mini_profile_is_smoke_on_real_data_with_the_papers_rules() -> None:
+    """The CPU miniature changes sizes and data, never the paper's novelty settings or statistics; its
+    optional settings stay out of the paper's resolved configuration (and so out of its hash)."""
+    paper, smoke, mini = load_config("paper"), load_config("smoke"), load_config("mini")
+    assert mini.data.dataset == "fashion-mnist" and 0 < mini.data.train_subset < 54_000
+    assert mini.novelty == paper.novelty and mini.evaluation.suspect_gap == paper.evaluation.suspect_gap
+    assert mini.grammar is not None and mini.grammar.programs > 0
+    assert mini.tiny_model is not None and mini.generation.model == smoke.generation.model == "tiny"
+    assert paper.grammar is None and smoke.grammar is None
+    assert paper.data.train_subset == 0 and "train_subset" not in paper.raw["data"]
+
+
+def test_optional_keys_are_checked_like_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    for profile, text, message in (
+            ("paper", "[data]\ntrain_subset = -1\n", "data.train_subset: value out of range"),
+            ("mini", "[data]\ntrain_subset = 'all'\n", "data.train_subset: expected int"),
+            ("mini", "[grammar]\nprograms = 0\n", "grammar.programs: value out of range"),
+            ("smoke", "[grammar]\nprograms = 10\n", "[grammar]: missing key(s) seed")):
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(profile, path)
+        assert message in str(info.value)
+
+
+def test_the_generation_prompt_states_the_datas_shape() -> None:
+    from orchestrator.corpus.checks import prompt_check_protocol
+    from orchestrator.corpus.tasks import generation_task
+
+    assert generation_task(load_config("paper")).dataset == "CIFAR-10"
+    assert generation_task(load_config("smoke")).dataset == "CIFAR-10"  # synthetic data is CIFAR-shaped
+    task = generation_task(load_config("mini"))
+    assert (task.dataset, task.channels, task.height, task.width) == ("MNIST", 1, 28, 28)
+    assert prompt_check_protocol(load_config("mini")).in_shape == [1, 1, 28, 28]
+    assert prompt_check_protocol(load_config("paper")).in_shape == [1, 3, 32, 32]

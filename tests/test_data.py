@@ -197,3 +197,34 @@ def test_real_fashion_mnist_is_prepared(tmp_path: Path) -> None:
     assert (m.n_train, m.n_holdout, m.n_test) == (54000, 6000, 10000)
     assert m.in_shape == [1, 1, 28, 28] and m.num_classes == 10
     assert 0.2 < m.mean[0] < 0.4 and json.loads((prepared.root / "meta.json").read_text())["dataset"] == "fashion-mnist"
+
+
+def test_a_training_subset_is_the_next_images_of_the_secret_order(tmp_path: Path) -> None:
+    raw = d.load_cifar10(make_cifar_archive(tmp_path / "c.tar.gz"))
+    full = d.prepare(raw, "cifar10", tmp_path / "data" / "cifar10", holdout_fraction=0.1, secret=5)
+    subset = d.prepare(raw, "cifar10", tmp_path / "data" / d.prepared_name("cifar10", 30), 0.1, 5, train_subset=30)
+    assert subset.root.name == "cifar10-train30" and d.prepared_name("cifar10") == "cifar10"
+    assert (subset.meta.n_train, subset.meta.n_holdout, subset.meta.n_test) == (30, 10, 20)
+    assert subset.meta.train_subset == 30 and full.meta.train_subset == 0
+    # Same secret, same hold-out and test splits; the subset is drawn from the full training split.
+    for name in ("holdout_images", "test_images"):
+        assert (np.asarray(subset.array(name)) == np.asarray(full.array(name))).all()
+    full_train = {bytes(x) for x in np.asarray(full.array("train_images"))}
+    assert {bytes(x) for x in np.asarray(subset.array("train_images"))} <= full_train
+    assert d.open_prepared(tmp_path / "data", "cifar10", 30).meta == subset.meta
+    with pytest.raises(d.DataError, match="not prepared"):
+        d.open_prepared(tmp_path / "data", "cifar10", 40)
+    with pytest.raises(d.DataError, match="more than the 90 left"):
+        d.prepare(raw, "cifar10", tmp_path / "x", 0.1, 5, train_subset=91)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_the_mini_profiles_fashion_mnist_subset_is_prepared_on_first_use(tmp_path: Path) -> None:
+    from orchestrator.config import load_config
+
+    data = load_config("mini").data
+    prepared = d.ensure_prepared(data.dataset, tmp_path, tmp_path / "data", data.holdout_fraction, data.train_subset)
+    m = prepared.meta
+    assert (m.n_train, m.n_holdout, m.n_test) == (data.train_subset, 6000, 10000) and m.in_shape == [1, 1, 28, 28]
+    assert prepared.root.name == f"fashion-mnist-train{data.train_subset}"
+    assert np.bincount(np.asarray(prepared.array("train_labels")), minlength=10).min() > data.train_subset // 20

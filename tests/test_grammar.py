@@ -17,7 +17,7 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.corpus.checks import prompt_check_protocol
 from orchestrator.corpus.grammar import synthesize
-from orchestrator.corpus.grammar.architecture import BLOCKS, MAX_MACS, size_of
+from orchestrator.corpus.grammar.architecture import BLOCKS, HEADS, MAX_MACS, size_of
 from orchestrator.corpus.grammar.styles import STYLES
 from orchestrator.corpus.importing import ImportReport, import_records
 from orchestrator.corpus.synth import GRAMMAR, grammar_records
@@ -49,7 +49,7 @@ def test_programs_vary_in_structure_and_style(programs) -> None:  # type: ignore
     assert set(Counter(p.style for p in programs)) == set(STYLES)
     assert set(Counter(p.architecture.block for p in programs)) == set(BLOCKS)
     assert len({p.architecture.activation for p in programs}) == 6
-    assert len({p.architecture.head for p in programs}) == 3
+    assert {p.architecture.head for p in programs} == set(HEADS)
     assert len({len(p.architecture.stages) for p in programs}) == 3
     assert len({p.code for p in programs}) == len(programs)
 

@@ -23,9 +23,11 @@ MIN_PARAMS = 5_000
 # Halvings of the resolution: 28 -> 14 -> 7 -> 3 (or 4) -> 1 (or 2) still leaves a pixel.
 MAX_DOWNSAMPLES = 4
 
+# Channel widths: a short ladder of round numbers (fewer distinct numbers for a small model to learn).
+WIDTHS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 BLOCKS = ("conv", "separable", "residual", "bottleneck", "inverted", "inception")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "elu", "hardswish")
-HEADS = ("gap", "mlp", "pool2")
+HEADS = ("gap", "mlp")
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,7 @@ class Architecture:
     downsample: str  # "max" or "avg" pooling at a stage's start, or "stride" (its first block strides)
     stages: tuple[Stage, ...]
     expansion: int  # "inverted": hidden = input * expansion; "bottleneck": mid = output // expansion
-    head: str  # "gap": pool to 1x1 + linear; "mlp": pool + linear-act-dropout-linear; "pool2": pool to 2x2 + linear
-    hidden: int  # the "mlp" head's width
+    head: str  # "gap": pool to 1x1 + linear; "mlp": pool + linear (as wide as its input)-act-dropout-linear
     dropout: bool  # a dropout (p = prm['dropout']) before the last linear layer
 
 
@@ -135,7 +136,7 @@ def _block(counter: _Counter, arch: Architecture, cin: int, cout: int, stride: i
         side = counter.side
         for width, k in zip(inception_widths(cout), (1, 3, 5)):
             counter.side = side
-            counter.conv(cin, width, k, norm)
+            counter.conv(cin, width, k, norm, stride)
         counter.commit()
     else:  # pragma: no cover
         raise ValueError(kind)
@@ -162,19 +163,17 @@ def size_of(arch: Architecture, side: int = 32, channels: int = MAX_CHANNELS) ->
             _block(counter, arch, c, stage.width, 2 if down and block_strides(arch) else 1)
             c = stage.width  # every block kind ends at its stage's width
     if arch.head == "mlp":
-        counter.linear(c, arch.hidden)
-        counter.linear(arch.hidden, NUM_CLASSES)
-    else:
-        counter.linear(c * (4 if arch.head == "pool2" else 1), NUM_CLASSES)
+        counter.linear(c, c)
+    counter.linear(c, NUM_CLASSES)
     return Size(counter.params, counter.buffers, counter.macs)
 
 
-def _widths(rng: random.Random, stem: int, n: int, multiple: int) -> list[int]:
-    widths, width = [], stem
+def _widths(rng: random.Random, stem: int, n: int) -> list[int]:
+    """Each stage one, two or no steps up the ladder from the one before (x1, ~x1.5, x2)."""
+    widths, step = [], WIDTHS.index(stem)
     for i in range(n):
-        grow = rng.choice((1.0, 1.5, 2.0, 2.0)) if i else rng.choice((1.0, 1.0, 1.5, 2.0))
-        width = max(multiple, int(round(width * grow / multiple)) * multiple)
-        widths.append(width)
+        step = min(len(WIDTHS) - 1, step + (rng.choice((0, 1, 2, 2)) if i else rng.choice((0, 0, 1, 2))))
+        widths.append(WIDTHS[step])
     return widths
 
 
@@ -182,12 +181,11 @@ def draw_architecture(rng: random.Random, block: str, downsamples: tuple[str, ..
     """One architecture of `block`s with a downsampling from `downsamples` (what the chosen code
     style can write), not yet checked against any budget."""
     residual_kind = block in ("residual", "bottleneck", "inverted")
-    multiple = 8 if block in ("bottleneck", "inception") else 4
-    stem = rng.choice((8, 12, 16, 16, 24, 32) if multiple == 4 else (8, 16, 16, 24, 32))
+    stem = rng.choice((8, 16, 16, 24, 32))
     n_stages = rng.choice((2, 3, 3, 4))
     stem_pool = n_stages < MAX_DOWNSAMPLES and rng.random() < 0.3
     depths = [rng.choice((1, 1, 2, 2, 3)) for _ in range(n_stages)]
-    widths = _widths(rng, stem, n_stages, multiple)
+    widths = _widths(rng, stem, n_stages)
     head = rng.choice(HEADS)
     return Architecture(
         stem_width=stem, stem_kernel=rng.choice((3, 3, 3, 5)), stem_pool=stem_pool, block=block,
@@ -197,8 +195,7 @@ def draw_architecture(rng: random.Random, block: str, downsamples: tuple[str, ..
         downsample=rng.choice(downsamples),
         stages=tuple(Stage(w, d) for w, d in zip(widths, depths)),
         expansion=rng.choice((2, 4)) if block == "bottleneck" else rng.choice((2, 3, 4)) if block == "inverted" else 1,
-        head=head, hidden=rng.choice((32, 64, 128)) if head == "mlp" else 0,
-        dropout=head == "mlp" or rng.random() < 0.5,
+        head=head, dropout=head == "mlp" or rng.random() < 0.5,
     )
 
 
