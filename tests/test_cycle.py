@@ -159,6 +159,10 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
     _invoke("export", "--experiment", name, str(out), "--workdir", str(workdir))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and all(set(EXPORT_FIELDS) <= set(row) for row in rows)
+    # The host's own count of every valid candidate's weights file travels with it.
+    valid_rows = [row for row in rows if row["valid"]]
+    assert valid_rows and all(row["weights_elements"] >= row["params"] > 0 for row in valid_rows)
+    assert all(row["holdout_gap"] == round(row["accuracy"] - row["holdout_accuracy"], 6) for row in valid_rows)
     report = json.loads(_invoke("report", "--workdir", str(workdir), "--experiment", name, "--json",
                                 "--out", str(workdir / "report")))
     assert [c["n_gen"] for c in report["cycles"]] == [3, 3]

@@ -95,6 +95,25 @@ class PhaseOutcome:
     log_tail: str  # untrusted text, trimmed and escaped
 
 
+CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
+
+
+def piped_core_notice(core_pattern: Path = CORE_PATTERN) -> str | None:
+    """A one-line notice when this kernel pipes core dumps to a helper (apport, systemd-coredump):
+    a candidate that lowers its own RLIMIT_CORE to 0 and crashes runs that helper as root on the
+    host. None when dumps go to a file or the pattern cannot be read."""
+    try:
+        pattern = core_pattern.read_text().strip()
+    except OSError:
+        return None
+    if not pattern.startswith("|"):
+        return None
+    helper = pattern[1:].split()[0] if pattern[1:].split() else "?"
+    return (f"note: kernel.core_pattern pipes core dumps to {helper}: a candidate that crashes on purpose "
+            "can make the kernel run it as root on this host; `sysctl kernel.core_pattern=core` (as root) "
+            "stops that (README: Residual risks)")
+
+
 def container_user() -> str:
     """Candidates run as uid 10001 under a root orchestrator, else as the calling user (so that the
     read-only job files of the workspace are readable whatever its permissions)."""

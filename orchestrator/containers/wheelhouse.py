@@ -67,6 +67,14 @@ class ImagePython:
         return flags + ["--platform", f"linux_{self.machine}"]
 
 
+def resolved_torchvision(wheelhouse: Path) -> str | None:
+    """The TORCHVISION build argument the wheelhouse was resolved for ("1" or "0"); None without one."""
+    record = wheelhouse / TARGET_FILE
+    if not record.is_file():
+        return None
+    return str(json.loads(record.read_text())["resolved_torchvision"])
+
+
 def probe_base_image(client: docker.DockerClient, base_image: str) -> ImagePython:
     """Ask the base image (no network, removed afterwards) what Python it has."""
     try:
@@ -121,7 +129,7 @@ def download(client: docker.DockerClient, base_image: str, build_args: dict[str,
     record = wheelhouse / TARGET_FILE
     if record.is_file() and json.loads(record.read_text()).get("target") == target:
         say(f"{wheelhouse} is up to date for Python {python.python} ({python.machine})")
-        return {**build_args, "TORCHVISION": json.loads(record.read_text())["resolved_torchvision"]}
+        return {**build_args, "TORCHVISION": str(resolved_torchvision(wheelhouse))}
     if wheelhouse.is_dir():
         shutil.rmtree(wheelhouse)  # another target: wheels for another Python must not linger
     wheelhouse.mkdir(parents=True)

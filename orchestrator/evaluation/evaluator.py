@@ -280,5 +280,5 @@ def phase_failed(result: EvaluationResult, outcome: PhaseOutcome, phase: str) ->
         else:
             status = read_status(outcome.outputs)
             message = status.error if status is not None else f"{phase} phase reported {kind}"
-            result.fail(kind, f"{message}\n{outcome.log_tail}".strip())
+            result.fail(kind, f"{message}\n{outcome.log_tail}".strip(), decided_by="sandbox")
     return result.failure is not None

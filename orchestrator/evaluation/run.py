@@ -16,6 +16,7 @@ from typing import Protocol
 from orchestrator.config import ExperimentConfig
 from orchestrator.containers.client import InfraError
 from orchestrator.containers.gpu import preflight
+from orchestrator.containers.hardened import piped_core_notice
 from orchestrator.containers.images import Docker, connect
 from orchestrator.containers.labels import sweep_orphans
 from orchestrator.data import PreparedDataset, ensure_prepared
@@ -132,6 +133,9 @@ def fit_to_machine(config: ExperimentConfig, docker: Docker, say: Callable[[str]
     """The profile as this machine can run it: `cpus` capped to what the Docker daemon has (with a
     notice), and on CUDA the GPU preflight (InfraError naming the cause if it fails) and the slots."""
     evaluation = config.evaluation
+    notice = piped_core_notice()
+    if notice:
+        say(notice)
     available = int(docker.client.info().get("NCPU") or 1)
     if evaluation.cpus > available:
         say(f"note: evaluation.cpus = {evaluation.cpus} but this machine has {available} CPU(s): using {available}")

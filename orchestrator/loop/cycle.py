@@ -35,6 +35,7 @@ from orchestrator.loop.experiment import code_version
 from orchestrator.loop.selection import Evaluated, select_candidates, selection_protocol
 from orchestrator.loop.training_set import corpus_index, selected_code, training_pairs
 from orchestrator.store.database import Database
+from orchestrator.store.names import candidate_name
 from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment, utcnow
 
 # A cycle's phases in order; cycle 1 starts with the initial fine-tune (adapter 0).
@@ -204,7 +205,7 @@ class CycleRunner:
                                   with_selections=iterate)
             candidates = list(session.scalars(select(Candidate).where(Candidate.cycle_id == cycle.id)
                                               .order_by(Candidate.sample_index)))
-            evaluated = [Evaluated(f"cycle-{cycle.index}/sample-{c.sample_index}", c.valid, c.accuracy, c.code)
+            evaluated = [Evaluated(candidate_name(cycle.index, c.sample_index), c.valid, c.accuracy, c.code)
                          for c in candidates]
             decisions = select_candidates(evaluated, corpus, self.config.novelty.tau,
                                           self.config.selection.accuracy_threshold, self.ablations,
