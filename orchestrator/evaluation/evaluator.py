@@ -27,6 +27,7 @@ from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, CONTAINER_DATA
 from orchestrator.config import EvaluationConfig
 from orchestrator.containers.client import InfraError, daemon_name
 from orchestrator.containers.hardened import Limits, Phase, PhaseOutcome, run_phase
+from orchestrator.containers.labels import GROUP_LABEL, remove_group
 from orchestrator.containers.pool import WarmPool
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.data import PreparedDataset
@@ -54,6 +55,9 @@ class Launcher:
     pool_root: Path
     pools: dict[tuple[str, int | None], WarmPool] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Labels every container this launcher starts (and its output volume), so that closing it removes
+    # whatever is left of them on any path.
+    group: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def run(self, phase: str, limits: Limits, data: dict[Path, str], job_dir: Path, files: dict[str, bytes],
             job: object, labels: dict[str, str], gpu: int | None) -> PhaseOutcome:
@@ -63,14 +67,14 @@ class Launcher:
         if not self.warm:
             _write_job_dir(job_dir, files, job)
             return run_phase(self.client, Phase(phase, self.image.id, command, {job_dir: CONTAINER_JOB_DIR, **data},
-                                                labels, gpu=gpu), limits)
+                                                {**labels, GROUP_LABEL: self.group}, gpu=gpu), limits)
         warm = self._pool(phase, limits, data, gpu, command).take()
         try:
             warm.container.hand_over()
-        except InfraError:
+            _write_job_dir(warm.job_dir, files, job)
+        except BaseException:
             warm.container.remove()
             raise
-        _write_job_dir(warm.job_dir, files, job)
         started = time.monotonic()  # the candidate's time starts at the handover
         try:
             return warm.container.run(started)
@@ -82,7 +86,8 @@ class Launcher:
         with self.lock:
             key = (phase, gpu)
             if key not in self.pools:
-                self.pools[key] = WarmPool(self.client, Phase(phase, self.image.id, command, dict(data), {}, gpu=gpu),
+                self.pools[key] = WarmPool(self.client, Phase(phase, self.image.id, command, dict(data),
+                                                              {GROUP_LABEL: self.group}, gpu=gpu),
                                            CONTAINER_JOB_DIR, limits, self.pool_size, self.pool_root)
             return self.pools[key]
 
@@ -91,6 +96,10 @@ class Launcher:
             for pool in self.pools.values():
                 pool.close()
             self.pools.clear()
+            try:
+                remove_group(self.client, self.group)
+            except docker.errors.DockerException as exc:
+                raise InfraError(f"could not remove this evaluator's containers: {exc}") from None
             shutil.rmtree(self.pool_root, ignore_errors=True)  # job directories nobody was handed
 
 

@@ -50,6 +50,9 @@ def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: in
                 runner.run_until(until)
             else:
                 runner.run(cycles or 0)
+            # Again at the end: a container whose start a killed run had already asked for can appear
+            # after the sweep above.
+            sweep_orphans(docker.client)
         finally:
             db.close()
     return name
