@@ -87,6 +87,7 @@ def test_gpu_check_cpu_mode_writes_every_section(tmp_path: Path) -> None:
     assert ft["mean_loss_after"] < ft["mean_loss_before"] and ft["steps"] == result["sizes"]["finetune_steps"]
     assert ft["tokens_per_second"] > 0 and ft["effective_precision"] == "fp32"  # bf16 falls back on the CPU
     assert ft["gradient_checkpointing"] is True and ft["peak_cuda_memory_bytes"] is None
+    assert "precision bf16 -> fp32 on CPU" in ft["fallbacks"]  # the CPU fallback is recorded in the adapter's metadata
 
     memory = sections["memory"]["models"]["deepseek-coder-6.7b"]
     assert 6.6e9 < memory["parameters"] < 6.8e9 and memory["param_bytes_bf16"] == 2 * memory["parameters"]
