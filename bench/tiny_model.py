@@ -9,6 +9,7 @@ Imports only the standard library and the repo's llm/ (torch, transformers, toke
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llm.tiny import TinyModelSpec, build_tiny_model
+from llm.tiny import REPORT_FILE, TinyModelSpec, build_tiny_model
 
 
 def program(width: int, depth: int, activation: str) -> str:
@@ -104,3 +105,15 @@ def build_bench_model(out: Path, spec: TinyModelSpec, param_budget: int,
     say(f"  tiny model: {summary['parameters']:,} parameters, pre-training loss {losses[0]} -> {losses[-1]} "
         f"({summary['build_seconds']} s)")
     return summary
+
+
+def ensure_bench_model(out: Path, spec: TinyModelSpec, param_budget: int,
+                       say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The tiny model at `out`: reused when a complete one of this `spec` is there (its report, written
+    last, records the spec), else built afresh; a summary with `reused`."""
+    report = out / REPORT_FILE
+    if report.is_file() and json.loads(report.read_text()).get("spec") == asdict(spec):
+        say(f"  reusing the tiny model built earlier at {out.name}")
+        return {"reused": True, "spec": asdict(spec)}
+    shutil.rmtree(out, ignore_errors=True)
+    return {"reused": False, **build_bench_model(out, spec, param_budget, say)}
