@@ -110,3 +110,40 @@ def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(tmp_p
     result = CliRunner().invoke(main, ["evaluate", "--profile", "paper", "--dataset", "synthetic", "--workdir",
                                        str(tmp_path), str(candidate)])
     assert result.exit_code != 0 and "NVIDIA Container Toolkit" in result.output, result.output
+
+
+class _NoImageNoRegistry:
+    """A Docker client without any image and without a registry to pull from."""
+
+    def __init__(self) -> None:
+        self.pulls: list[str] = []
+        self.images = self
+
+    def get(self, name: str) -> None:
+        import docker.errors
+
+        raise docker.errors.ImageNotFound(f"No such image: {name}")
+
+    def pull(self, repository: str, tag: str = "latest") -> None:
+        import docker.errors
+
+        self.pulls.append(f"{repository}:{tag}")
+        raise docker.errors.APIError("Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup "
+                                     "registry-1.docker.io: no such host")
+
+
+def test_without_root_a_registry_or_a_local_base_the_error_names_both_ways() -> None:
+    from orchestrator.containers.base import REGISTRY_BASE_IMAGE, choose_base_image
+    from orchestrator.containers.images import DEFAULT_BASE_IMAGE
+
+    client = _NoImageNoRegistry()
+    said: list[str] = []
+    with pytest.raises(ImageError) as raised:
+        choose_base_image(client, None, say=said.append, is_root=False)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert client.pulls == [REGISTRY_BASE_IMAGE]  # the registry was tried, once
+    assert f"{REGISTRY_BASE_IMAGE} cannot be pulled (" in message and "no such host" in message
+    assert f"{DEFAULT_BASE_IMAGE} does not exist" in message
+    assert "docker pull" in message and "BASE_IMAGE=" in message  # one way: a registry
+    assert "sudo bash images/base/build.sh" in message  # the other: root builds the local base once
+    assert said == []  # and nothing was built
