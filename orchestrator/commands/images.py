@@ -88,8 +88,11 @@ def build(base_image: str | None, build_args_text: str, items: tuple[str, ...], 
     """Build NAMES (default: all images) for the current sources, base image and build arguments."""
     args = parse_build_args(build_args_text, items)
     record = img.WHEELHOUSE / TARGET_FILE
-    if "TORCHVISION" not in args and record.is_file():  # as the wheelhouse resolved it
-        args["TORCHVISION"] = json.loads(record.read_text())["resolved_torchvision"]
+    if record.is_file():  # as the wheelhouse resolved TORCHVISION and was made for LLM_BACKEND
+        made = json.loads(record.read_text())
+        args.setdefault("TORCHVISION", made["resolved_torchvision"])
+        if "llm_backend" in made.get("target", {}):
+            args.setdefault("LLM_BACKEND", made["target"]["llm_backend"])
     config = img.BuildConfig(_chosen_base(base_image), args)
     try:
         client = _client()
