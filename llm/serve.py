@@ -143,9 +143,9 @@ class Service:
         else:
             print(f"model: {job.model} already loaded"
                   + (f", adapter {job.adapter}" if job.adapter else ", base model"), file=sys.stderr, flush=True)
+            self.engine.wake()  # first: the adapter is merged where a freshly loaded model would merge it
             self.engine.use_adapter(job.adapter)
             reused = True
-        self.engine.wake()
         return draw(self.engine, job, load_seconds=time.perf_counter() - start,
                     extra={"service": {"model_loads": self.model_loads, "engine_reused": reused}})
 

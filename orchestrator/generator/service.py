@@ -207,6 +207,7 @@ class LLMService:
         return status
 
     def _wait(self, name: str, kind: str, started: float, timeout: float | None) -> JobStatus:
+        checked = 0.0
         while True:
             try:
                 status = read_status(self.paths, name)
@@ -214,7 +215,9 @@ class LLMService:
                 status = None
             if status is not None and status.state in FINAL_STATES:
                 return status
-            code = self.process.exit_code()
+            code = None
+            if time.monotonic() - checked >= 1.0:  # asking the daemon costs more than reading a file
+                checked, code = time.monotonic(), self.process.exit_code()
             if code is not None:
                 self.log.join(5.0)
                 raise LLMRunError(f"infrastructure failure: the LLM service stopped (exit {code}) during "
