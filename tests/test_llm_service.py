@@ -298,7 +298,8 @@ def test_the_vllm_backend_sends_token_ids_with_a_seed_per_sample(micro: dict, mo
     assert engine["enable_sleep_mode"] and engine["enable_lora"] and engine["max_lora_rank"] == 32
     messages = prompt_messages(generation_task(500_000))
     drawn = [s for batch in backend.generate([SampleRequest(messages, 5, 7, done=frozenset({1}))]) for s in batch]
-    assert [s.index for s in drawn] == [0, 2, 3, 4] and [s.seed for s in drawn] == [sample_seed(7, i) for i in (0, 2, 3, 4)]
+    assert [s.index for s in drawn] == [0, 2, 3, 4]  # the finished sample 1 is not drawn again
+    assert [s.seed for s in drawn] == [sample_seed(7, i) for i in (0, 2, 3, 4)]
     ids = prompt_token_ids(load_tokenizer(str(micro["model"])), messages)
     assert [len(prompts) for prompts, _, _ in calls["generate"]] == [2, 2]  # batch_size at a time
     for prompts, params, lora_request in calls["generate"]:
@@ -328,7 +329,8 @@ def _llm_image(docker_client):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.docker
-def test_the_service_container_serves_a_run_and_a_killed_orchestrators_is_swept(micro: dict, docker_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_service_container_serves_a_run_and_a_killed_orchestrators_is_swept(  # type: ignore[no-untyped-def]
+        micro: dict, docker_client) -> None:
     from orchestrator.containers.client import ImageError
     from orchestrator.containers.images import llm_backend_of, require_llm_backend
     from orchestrator.containers.labels import MANAGED_LABEL, ROLE_LABEL, sweep_orphans
