@@ -66,6 +66,10 @@ class CycleRunner:
         self.adapters = AdapterTrainer(self.db, self.config, self.experiment_id, self.experiment_dir,
                                        self.seed_ids, self.llm, self.console)
 
+    def close(self) -> None:
+        """Stop the LLM service (started by the run's first LLM job, kept across its cycles)."""
+        self.llm.close()
+
     def run(self, cycles: int) -> None:
         """The next `cycles` cycles (a resumed unfinished cycle is one of them)."""
         for _ in range(cycles):

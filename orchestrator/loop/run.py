@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from orchestrator.config import Ablations, ExperimentConfig
-from orchestrator.containers.images import connect
+from orchestrator.containers.images import connect, require_llm_backend
 from orchestrator.containers.labels import sweep_orphans
 from orchestrator.evaluation.run import fit_to_machine
 from orchestrator.loop.cycle import CycleRunner
@@ -32,6 +32,7 @@ def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: in
     url = database_url(workdir, db_url)
     with cycle_lock(workdir, url, name):
         docker = connect("sandbox", "llm")
+        require_llm_backend(docker.client, docker.images["llm"].id, config.generation.backend)
         removed = sweep_orphans(docker.client)
         if removed:
             console.print(f"removed {removed} container(s) left behind by an interrupted run")
@@ -43,13 +44,17 @@ def run_cycles(workdir: Path, config: ExperimentConfig, profile: str, cycles: in
                 experiment_id, seed_ids = experiment.id, pinned_seed_ids(session, experiment, config)
             console.print(f"experiment [bold]{name}[/bold] ({profile}, {ablations.label}) in {workdir}")
             runner = CycleRunner(workdir, db, config, experiment_id, ablations, seed_ids, docker, console, placement)
-            if until is not None:
-                done = runner.completed()
-                if done >= until:
-                    console.print(f"experiment {name} has {done} completed cycle(s), at least {until}: nothing to do")
-                runner.run_until(until)
-            else:
-                runner.run(cycles or 0)
+            try:
+                if until is not None:
+                    done = runner.completed()
+                    if done >= until:
+                        console.print(f"experiment {name} has {done} completed cycle(s), at least {until}: "
+                                      "nothing to do")
+                    runner.run_until(until)
+                else:
+                    runner.run(cycles or 0)
+            finally:
+                runner.close()  # the LLM service container: stopped when the run ends or fails
             # Again at the end: a container whose start a killed run had already asked for can appear
             # after the sweep above.
             sweep_orphans(docker.client)
