@@ -189,6 +189,7 @@ class _Daemon:
 
 
 def test_the_profiles_cpus_are_capped_to_the_machine_with_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("orchestrator.evaluation.run.piped_core_notice", lambda: None)  # the host's own notice
     smoke = load_config("smoke")
     wide = dataclasses.replace(smoke, evaluation=dataclasses.replace(smoke.evaluation, cpus=8.0))
     said: list[str] = []
