@@ -81,7 +81,7 @@ def leftovers(client) -> list[str]:  # type: ignore[no-untyped-def]
         return owner == ours or not _owner_alive(owner)
 
     managed = {"label": f"{MANAGED_LABEL}=1"}
-    return ([c.name for c in client.containers.list(all=True, filters=managed) if left(c.labels)]
+    return ([c.name for c in client.containers.list(all=True, filters=managed, ignore_removed=True) if left(c.labels)]
             + [v.name for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])
 
 

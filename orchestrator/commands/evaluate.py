@@ -71,7 +71,7 @@ def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None
     run = check_files if check_only else evaluate_files
     try:
         results = run(files, config, workdir, data_dir, on_start=started,  # type: ignore[operator]
-                      on_result=_print_json if as_json else None)
+                      on_result=_print_json if as_json else None, say=lambda m: console.print(m, markup=False))
     except ImageError as exc:
         raise click.ClickException(f"{exc}\nnothing was evaluated (program code never runs outside Docker)") from None
     except InfraError as exc:

@@ -301,5 +301,8 @@ def _show(demand: dict[str, Any]) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+    """What went wrong, in a line: for an exception raised in a Ray task, its last line (the cause)."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return (lines[-1] if isinstance(exc, ray.exceptions.RayTaskError) else lines[0])[:500]
