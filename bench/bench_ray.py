@@ -4,14 +4,17 @@ one run, on the same machine, data and image.
 A Ray cluster of two nodes is started on this machine (1 CPU each; or --address joins one), and the
 same stream of candidates (copies of one program, each distinct) is evaluated one at a time through
 both executors, the sides interleaved (their order alternating), every container started cold (the
-Ray path has no warm pools). Per candidate:
+Ray path has no warm pools). The first candidate of each side (a Ray worker's first start) is left
+out. Medians of:
 
-- wall: `Evaluator.evaluate` from call to result (contract check, the phases, host scoring);
-- outside the container, per phase: the executor's `run` minus the container's own run time (start
-  to exit, measured where it runs): job files, output volume and keeper, read-back, removal, and for
-  Ray the task's placement, its transfer and the outcome's return to the head.
+- per candidate: `Evaluator.evaluate` from call to result (contract check, phases, host scoring) on
+  each side, and the paired difference Ray minus local (neighbours in time share the machine's load);
+- per phase, Ray's own cost: the head's wall time of the phase minus the wall time where it ran (the
+  job files written on the head, the task's placement, transfer and the outcome's return);
+- per phase, Docker's cost outside the container (output volume, keeper, read-back, removal): the
+  wall time where it ran minus the container's own (start to exit).
 
-The Ray path's overhead is the difference of the medians. Every copy must score the same on both.
+Every copy must score the same on both sides.
 
 Usage: .venv/bin/python bench/bench_ray.py [--candidate trivial|small_cnn] [--count N] [--address HOST:PORT]
            [--json OUT]
@@ -59,12 +62,12 @@ class Timed:
     """An executor that notes, per phase, its wall time and the container's own."""
 
     inner: Executor
-    phases: list[tuple[float, float]] = field(default_factory=list)
+    phases: list[tuple[float, float, float]] = field(default_factory=list)  # head wall, where it ran, container
 
     def run(self, spec: PhaseSpec) -> PhaseRun:
         started = time.perf_counter()
         run = self.inner.run(spec)
-        self.phases.append((time.perf_counter() - started, run.outcome.seconds))
+        self.phases.append((time.perf_counter() - started, run.seconds, run.outcome.seconds))
         return run
 
     def sweep(self) -> int:
@@ -106,7 +109,8 @@ def main() -> int:
         on_ray = Timed(connect_ray(executor_config, evaluation, image, [scratch], say=print))
         sides = {"local": local, "ray": on_ray}
         walls: dict[str, list[float]] = {name: [] for name in sides}
-        outside: dict[str, list[float]] = {name: [] for name in sides}
+        transport: dict[str, list[float]] = {name: [] for name in sides}
+        docker_side: dict[str, list[float]] = {name: [] for name in sides}
         scores: dict[str, set[tuple[float | None, float | None]]] = {name: set() for name in sides}
         nodes: set[str] = set()
         with scoring_set(prepared, scratch / "scratch") as scoring:
@@ -126,7 +130,8 @@ def main() -> int:
                     if i == 0:
                         continue
                     walls[name].append(wall)
-                    outside[name] += [w - s for w, s in sides[name].phases[before:]]
+                    transport[name] += [head - there for head, there, _ in sides[name].phases[before:]]
+                    docker_side[name] += [there - inside for _, there, inside in sides[name].phases[before:]]
                     scores[name].add((result.accuracy, result.holdout_accuracy))
                     print(f"  {name:5s} candidate {i}: {wall:.2f} s")
         local.close()
@@ -135,14 +140,15 @@ def main() -> int:
             "candidate": args.candidate, "count": args.count, "machine": platform.node(), "cpus": os.cpu_count(),
             "ray": ray.__version__, "ray_nodes_used": len(nodes),
             "per_candidate_s": {name: statistics.median(values) for name, values in walls.items()},
-            "outside_container_per_phase_ms": {name: 1000 * statistics.median(values)
-                                               for name, values in outside.items()},
+            "ray_minus_local_per_candidate_ms": 1000 * statistics.median(
+                r - loc for r, loc in zip(walls["ray"], walls["local"])),
+            "executor_transport_per_phase_ms": {name: 1000 * statistics.median(values)
+                                                for name, values in transport.items()},
+            "docker_outside_container_per_phase_ms": {name: 1000 * statistics.median(values)
+                                                      for name, values in docker_side.items()},
+            "phases_per_candidate": len(sides["ray"].phases) // (args.count + 1),
             "same_scores": scores["local"] == scores["ray"] and len(scores["local"]) == 1,
         }
-        report["ray_overhead_per_candidate_ms"] = 1000 * (report["per_candidate_s"]["ray"]
-                                                          - report["per_candidate_s"]["local"])
-        report["ray_overhead_per_phase_ms"] = (report["outside_container_per_phase_ms"]["ray"]
-                                               - report["outside_container_per_phase_ms"]["local"])
     finally:
         ray.shutdown()
         if cluster is not None:

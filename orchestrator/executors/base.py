@@ -36,6 +36,7 @@ class PhaseRun:
     outcome: PhaseOutcome
     node: str  # the machine whose Docker daemon ran the container
     gpu: int | None  # the host GPU it was given there (None: CPU)
+    seconds: float  # wall time where it ran: its containers started, run, read back and removed
 
 
 class Executor(Protocol):

@@ -39,12 +39,13 @@ class LocalExecutor:
     def run(self, spec: PhaseSpec) -> PhaseRun:
         """Write the candidate's files and job into its job directory and run the phase; the job
         directory ends up at `spec.job_dir` either way."""
+        began = time.monotonic()
         if not self.warm:
             write_job_dir(spec.job_dir, spec.files, spec.job)
             outcome = run_phase(self.client, Phase(spec.name, self.image.id, spec.command,
                                                    {spec.job_dir: CONTAINER_JOB_DIR, **spec.data}, spec.labels,
                                                    gpu=spec.gpu), spec.limits)
-            return PhaseRun(outcome, self.node, spec.gpu)
+            return PhaseRun(outcome, self.node, spec.gpu, time.monotonic() - began)
         warm = self._pool(spec.name, spec.limits, spec.data, spec.gpu, spec.command).take()
         try:
             warm.container.hand_over()
@@ -54,7 +55,7 @@ class LocalExecutor:
         write_job_dir(warm.job_dir, spec.files, spec.job)
         started = time.monotonic()  # the candidate's time starts at the handover
         try:
-            return PhaseRun(warm.container.run(started), self.node, spec.gpu)
+            return PhaseRun(warm.container.run(started), self.node, spec.gpu, time.monotonic() - began)
         finally:
             spec.job_dir.parent.mkdir(parents=True, exist_ok=True)
             warm.job_dir.rename(spec.job_dir)

@@ -100,12 +100,12 @@ def _assigned_gpu() -> int:
 
 def _run_on_node(phase: Phase, limits: Limits, wants_gpu: bool) -> PhaseRun | NodeFailure:
     """Run one phase in a fresh hardened container on this node's daemon."""
-    client = None
+    began, client = time.monotonic(), None
     try:
         client = _docker_here()
         gpu = _assigned_gpu() if wants_gpu else None
         outcome = run_phase(client, dataclasses.replace(phase, gpu=gpu), limits)
-        return PhaseRun(outcome, _node_name(client), gpu)
+        return PhaseRun(outcome, _node_name(client), gpu, time.monotonic() - began)
     except (InfraError, docker.errors.DockerException) as exc:
         return NodeFailure(_node_name(client), str(exc))
 
