@@ -150,8 +150,8 @@ class ExecutorConfig:
 
     kind: str  # "local" or "ray"
     address: str  # the Ray cluster to join: "auto" (the one `ray start` made on this machine) or HOST:PORT
-    # Ray resources each candidate phase reserves besides its CPUs (evaluation.cpus) and, on CUDA, its share
-    # of a GPU (1 / evaluation.jobs_per_gpu)
+    # Ray resources each candidate phase reserves besides its CPUs (evaluation.cpus), memory (evaluation.memory)
+    # and, on CUDA, its share of a GPU (1 / evaluation.jobs_per_gpu)
     resources: dict[str, float]
     retries: int  # runs of a phase again on another node after its node or Ray worker died
 

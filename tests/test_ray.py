@@ -11,6 +11,7 @@ Skips without Ray, unless NASLOOP_REQUIRE_RAY=1 (CI sets it), in which case it f
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -24,7 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from orchestrator.cli import main
 from orchestrator.config import ExecutorConfig, load_config
 from orchestrator.containers.client import InfraError
 from orchestrator.containers.images import ResolvedImage
@@ -234,13 +237,8 @@ def test_a_node_without_the_image_is_named(cluster, sandbox_image, tmp_path) -> 
 
 
 def test_nasloop_evaluate_on_ray(cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The command line's way to the Ray executor: `--executor ray --ray-address`."""
-    import json
-
-    from click.testing import CliRunner
-
-    from orchestrator.cli import main
-
+    """The command line's way to the Ray executor: `--executor ray --ray-address`, evaluation and the
+    checks alone."""
     candidate = tmp_path / "small_cnn.py"
     candidate.write_bytes((CANDIDATES / "small_cnn.py").read_bytes())
     result = CliRunner().invoke(main, [
@@ -250,6 +248,13 @@ def test_nasloop_evaluate_on_ray(cluster, tmp_path) -> None:  # type: ignore[no-
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["valid"] and " ray:" in row["node"], row
     assert "on the Ray cluster" in result.stderr
+    result = CliRunner().invoke(main, [
+        "evaluate", "--check-only", "--profile", "smoke", "--dataset", "synthetic", "--executor", "ray",
+        "--ray-address", cluster.address, "--json", "--workdir", str(tmp_path / "runs"), str(candidate)],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["valid"] and row["check_seconds"] and " ray:" in row["node"], row
 
 
 def _descendants(pid: int) -> set[int]:

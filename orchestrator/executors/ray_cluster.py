@@ -1,5 +1,5 @@
-"""The Ray executor: one Ray task per candidate phase, reserving its CPUs (and on CUDA its share of a
-GPU), which runs nasloop's own hardened container on the Docker daemon of the node it lands on, with
+"""The Ray executor: one Ray task per candidate phase, reserving its CPUs and memory (and on CUDA its
+share of a GPU), which runs nasloop's own hardened container on the Docker daemon of the node it lands on, with
 the GPU Ray assigned it. Ray only places and retries; the candidate never runs in a Ray worker
 (Ray's container `runtime_env` would run Ray's worker inside the container, which needs the
 network), and its outputs come back in memory to the head, which reads and scores them there.
@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -169,10 +169,11 @@ class TaskResources:
 
     cpus: float
     gpu_share: float  # 0 on the CPU
+    memory: int  # bytes: the container's memory limit, so that a node is never given more than it holds
     custom: dict[str, float]
 
     def demand(self) -> dict[str, float]:
-        return {"CPU": self.cpus, "GPU": self.gpu_share, **self.custom}
+        return {"CPU": self.cpus, "GPU": self.gpu_share, "memory": float(self.memory), **self.custom}
 
     def slots_on(self, node: dict[str, float]) -> int:
         """How many phases fit on a node with these total resources at once."""
@@ -198,7 +199,8 @@ class RayExecutor:
         phase = Phase(spec.name, self.image_id, spec.command, {spec.job_dir: CONTAINER_JOB_DIR, **spec.data},
                       spec.labels)
         task = _run_on_node_task.options(
-            num_cpus=self.resources.cpus, num_gpus=self.resources.gpu_share, resources=self.resources.custom,
+            num_cpus=self.resources.cpus, num_gpus=self.resources.gpu_share, memory=self.resources.memory,
+            resources=self.resources.custom,
             max_retries=self.retries, retry_exceptions=False, scheduling_strategy="SPREAD", name=f"nasloop-{spec.name}")
         try:
             reply = ray.get(task.remote(phase, spec.limits, self.resources.gpu_share > 0))
@@ -238,6 +240,7 @@ def connect_ray(executor: ExecutorConfig, evaluation: EvaluationConfig, image: R
     try:
         resources = TaskResources(cpus=evaluation.cpus,
                                   gpu_share=1.0 / evaluation.jobs_per_gpu if evaluation.device == "cuda" else 0.0,
+                                  memory=int(docker.utils.parse_bytes(evaluation.memory)),
                                   custom=dict(executor.resources))
         reports, capacity = _check_nodes(image.id, shared, resources, evaluation.device == "cuda")
     except BaseException:
@@ -284,7 +287,7 @@ def _check_nodes(image_id: str, shared: Sequence[Path], resources: TaskResources
     capacity = sum(resources.slots_on(node["Resources"]) for node in nodes.values())
     if capacity == 0:
         raise InfraError(f"no node of the Ray cluster has what a candidate phase reserves ({_show(resources.demand())}): "
-                         "start nodes with more resources or lower evaluation.cpus")
+                         "start nodes with more resources, or lower evaluation.cpus or evaluation.memory")
     return reports, capacity
 
 
@@ -296,7 +299,7 @@ def _on(node_id: str) -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
 
 
-def _show(demand: dict[str, Any]) -> str:
+def _show(demand: dict[str, float]) -> str:
     return ", ".join(f"{name} {amount:g}" for name, amount in demand.items() if amount > 0)
 
 
