@@ -94,11 +94,12 @@ def cluster(docker_client, sandbox_image, secret_value) -> Iterator[Cluster]:  #
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _connect(cluster: Cluster, image: ResolvedImage, workdir: Path) -> RayExecutor:  # type: ignore[no-untyped-def]
+def _connect(cluster: Cluster, image: ResolvedImage, workdir: Path,  # type: ignore[no-untyped-def]
+             resources: dict[str, float] | None = None) -> RayExecutor:
     """The Ray executor as `nasloop` makes it (the driver is connected already: the test owns that)."""
-    evaluation = replace(load_config("smoke").evaluation, cpus=1.0, warm_containers=False)
-    return connect_ray(ExecutorConfig(kind="ray", address=cluster.address, resources={}, retries=3), evaluation,
-                       image, [workdir], say=lambda _: None)
+    evaluation = replace(load_config("smoke").evaluation, cpus=1.0, memory="1g", warm_containers=False)
+    return connect_ray(ExecutorConfig(kind="ray", address=cluster.address, resources=resources or {}, retries=3),
+                       evaluation, image, [workdir], say=lambda _: None)
 
 
 def _ray_nodes(result: EvaluationResult) -> set[str]:
@@ -234,6 +235,14 @@ def test_a_node_without_the_image_is_named(cluster, sandbox_image, tmp_path) -> 
     assert message.count("has no image sha256:0000") == len(nodes) >= 2, message
     assert all(f"ray:{n['NodeID'][:8]}" in message for n in nodes), message
     assert not list(tmp_path.glob(".nasloop-cluster-check*"))  # the head's marker is gone
+    # Only the nodes with room for a candidate (here: those with resource node_b) are checked and used.
+    with pytest.raises(InfraError, match="has no image") as info:
+        _connect(cluster, missing, tmp_path, resources={"node_b": 1})
+    assert str(info.value).count("has no image") == 1
+    only_b = _connect(cluster, sandbox_image, tmp_path, resources={"node_b": 1})
+    assert only_b.capacity == 1 and len(only_b.nodes) == 1
+    with pytest.raises(InfraError, match="no node of the Ray cluster has what a candidate phase reserves"):
+        _connect(cluster, sandbox_image, tmp_path, resources={"nowhere": 1})
 
 
 def test_nasloop_evaluate_on_ray(cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]

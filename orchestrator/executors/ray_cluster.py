@@ -1,14 +1,15 @@
 """The Ray executor: one Ray task per candidate phase, reserving its CPUs and memory (and on CUDA its
-share of a GPU), which runs nasloop's own hardened container on the Docker daemon of the node it lands on, with
-the GPU Ray assigned it. Ray only places and retries; the candidate never runs in a Ray worker
-(Ray's container `runtime_env` would run Ray's worker inside the container, which needs the
-network), and its outputs come back in memory to the head, which reads and scores them there.
+share of a GPU), which runs nasloop's own hardened container on the Docker daemon of the node it
+lands on, with the GPU Ray assigned it. Ray only places and retries; the candidate never runs in a
+Ray worker (Ray's container `runtime_env` would run Ray's worker inside the container, which needs
+the network), and its outputs come back in memory to the head, which reads and scores them there.
 
-The cluster's preconditions, checked on every node at start (one error per failing node): the same
-nasloop code as the head, the workspace on a path every node shares (the same path on each: the job
-directories, the data and the images to predict are bind-mounted from it), the head's image (by id)
-on the node's daemon, and on CUDA the GPU preflight. Containers left on a node by a Ray worker that
-died (with its node, say) are swept there at start, and by the first task of every new worker.
+The cluster's preconditions, checked at start on every node with room for a candidate (one error per
+failing node): the same nasloop code as the head, the workspace on a path every node shares (the
+same path on each: the job directories, the data and the images to predict are bind-mounted from
+it), the head's image (by id) on the node's daemon, and on CUDA the GPU preflight. Containers left
+on a node by a Ray worker that died (with its node, say) are swept there at start, and by the first
+task of every new worker.
 
 A phase whose node or Ray worker dies runs again elsewhere, from scratch (`retries` times at most);
 after that, and for any other failure of Ray or of a node's Docker, it is an InfraError: the
@@ -212,8 +213,9 @@ class RayExecutor:
         return reply
 
     def sweep(self) -> int:
-        """Sweep the containers of gone runs on every live node."""
-        tasks = [_sweep_node_task.options(num_cpus=0, scheduling_strategy=_on(node_id)) for node_id in _live_nodes()]
+        """Sweep the containers of gone runs on every live node that runs candidates."""
+        tasks = [_sweep_node_task.options(num_cpus=0, scheduling_strategy=_on(node_id))
+                 for node_id in _candidate_nodes(self.resources)]
         try:
             return sum(ray.get([task.remote() for task in tasks], timeout=CHECK_TIMEOUT_S))
         except ray.exceptions.RayError as exc:
@@ -227,7 +229,7 @@ class RayExecutor:
 
 def connect_ray(executor: ExecutorConfig, evaluation: EvaluationConfig, image: ResolvedImage,
                 shared: Sequence[Path], say: Callable[[str], None] = print) -> RayExecutor:
-    """Join the Ray cluster at `executor.address` and check every live node (`shared`: the paths the
+    """Join the Ray cluster at `executor.address` and check its nodes (`shared`: the paths the
     nodes must see as the head does); InfraError naming each failing node and what to do."""
     owns = not ray.is_initialized()
     if owns:
@@ -257,17 +259,20 @@ def connect_ray(executor: ExecutorConfig, evaluation: EvaluationConfig, image: R
 
 def _check_nodes(image_id: str, shared: Sequence[Path], resources: TaskResources,
                  gpus: bool) -> tuple[list[NodeReport], int]:
-    """Every live node's report and the phases the cluster runs at once, or InfraError listing each
-    node that fails a precondition."""
+    """The reports of the live nodes that can run a candidate phase and how many phases they run at
+    once, or InfraError listing each such node that fails a precondition (the others are left alone)."""
+    nodes = _candidate_nodes(resources)
+    if not nodes:
+        raise InfraError(f"no node of the Ray cluster has what a candidate phase reserves ({_show(resources.demand())}): "
+                         "start nodes with more resources, or lower evaluation.cpus or evaluation.memory")
     token = secrets.token_hex(16)
     markers = {Path(path).resolve() / f"{MARKER_NAME}-{token[:8]}": token for path in shared}
     for marker in markers:
         marker.write_text(token)
-    nodes = {node["NodeID"]: node for node in ray.nodes() if node["Alive"]}
     try:
         pending = {node_id: _check_node_task.options(num_cpus=0, scheduling_strategy=_on(node_id), max_retries=0)
-                   .remote(image_id, markers, code_fingerprint(), gpus and nodes[node_id]["Resources"].get("GPU", 0) > 0)
-                   for node_id in nodes}
+                   .remote(image_id, markers, code_fingerprint(), gpus and node["Resources"].get("GPU", 0) > 0)
+                   for node_id, node in nodes.items()}
         deadline = time.monotonic() + CHECK_TIMEOUT_S
         reports, failures = [], []
         for node_id, ref in pending.items():
@@ -275,7 +280,7 @@ def _check_nodes(image_id: str, shared: Sequence[Path], resources: TaskResources
             try:
                 report = ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
             except ray.exceptions.RayError as exc:
-                failures.append(f"node {node_id[:8]} ({where}): its check failed: {_first_line(exc)}")
+                failures.append(f"node ray:{node_id[:8]} ({where}): its check failed: {_first_line(exc)}")
                 continue
             reports.append(report)
             failures += [f"node {report.node} ({where}): {problem}" for problem in report.problems]
@@ -284,15 +289,13 @@ def _check_nodes(image_id: str, shared: Sequence[Path], resources: TaskResources
             marker.unlink(missing_ok=True)
     if failures:
         raise InfraError("the Ray cluster does not meet nasloop's preconditions:\n  " + "\n  ".join(failures))
-    capacity = sum(resources.slots_on(node["Resources"]) for node in nodes.values())
-    if capacity == 0:
-        raise InfraError(f"no node of the Ray cluster has what a candidate phase reserves ({_show(resources.demand())}): "
-                         "start nodes with more resources, or lower evaluation.cpus or evaluation.memory")
-    return reports, capacity
+    return reports, sum(resources.slots_on(node["Resources"]) for node in nodes.values())
 
 
-def _live_nodes() -> list[str]:
-    return [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+def _candidate_nodes(resources: TaskResources) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The live nodes with room for at least one candidate phase, by id."""
+    return {node["NodeID"]: node for node in ray.nodes()
+            if node["Alive"] and resources.slots_on(node["Resources"]) > 0}
 
 
 def _on(node_id: str) -> NodeAffinitySchedulingStrategy:
