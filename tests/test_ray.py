@@ -41,7 +41,7 @@ try:
     import ray
     from ray.cluster_utils import Cluster
 
-    from orchestrator.executors.ray_cluster import RayExecutor, connect_ray
+    from orchestrator.executors.ray_cluster import RayExecutor, _assigned_gpu, connect_ray
 except ImportError as exc:
     if os.environ.get("NASLOOP_REQUIRE_RAY") == "1":
         pytest.fail(f"NASLOOP_REQUIRE_RAY=1 but Ray cannot be imported: {exc}", pytrace=False)
@@ -243,6 +243,29 @@ def test_a_node_without_the_image_is_named(cluster, sandbox_image, tmp_path) -> 
     assert only_b.capacity == 1 and len(only_b.nodes) == 1
     with pytest.raises(InfraError, match="no node of the Ray cluster has what a candidate phase reserves"):
         _connect(cluster, sandbox_image, tmp_path, resources={"nowhere": 1})
+
+
+def test_a_gpu_node_is_preflighted_and_its_gpu_assigned(cluster, docker_client, sandbox_image,  # type: ignore[no-untyped-def]
+                                                        tmp_path) -> None:
+    """No GPU here: a node with two logical GPUs shows the plumbing. The GPU Ray assigns a phase is a host
+    index (what the container's device request names); on CUDA only the GPU nodes are checked, each by
+    the GPU preflight on its own daemon, which names the node when its Docker has no GPU runtime."""
+    gpu_node = cluster.add_node(num_cpus=1, num_gpus=2, resources={"gpu_node": 1})
+    cluster.wait_for_nodes()
+    try:
+        assigned = ray.get(ray.remote(_assigned_gpu).options(num_gpus=0.5, resources={"gpu_node": 0.1}).remote())
+        assert assigned in (0, 1)
+        if "nvidia" in json.dumps(docker_client.info().get("Runtimes", {})):
+            pytest.skip("this Docker has a GPU runtime: the preflight would pass")
+        evaluation = replace(load_config("smoke").evaluation, device="cuda", cpus=1.0, memory="1g", jobs_per_gpu=2)
+        with pytest.raises(InfraError) as info:
+            connect_ray(ExecutorConfig(kind="ray", address=cluster.address, resources={}, retries=3), evaluation,
+                        sandbox_image, [tmp_path], say=lambda _: None)
+        message = str(info.value)
+        assert message.count("\n  node ") == 1 and f"ray:{gpu_node.node_id[:8]}" in message, message
+        assert "GPU preflight" in message and "NVIDIA Container Toolkit" in message, message
+    finally:
+        cluster.remove_node(gpu_node)
 
 
 def test_nasloop_evaluate_on_ray(cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
