@@ -201,8 +201,8 @@ class RayExecutor:
                       spec.labels)
         task = _run_on_node_task.options(
             num_cpus=self.resources.cpus, num_gpus=self.resources.gpu_share, memory=self.resources.memory,
-            resources=self.resources.custom,
-            max_retries=self.retries, retry_exceptions=False, scheduling_strategy="SPREAD", name=f"nasloop-{spec.name}")
+            resources=self.resources.custom, max_retries=self.retries, retry_exceptions=False,
+            scheduling_strategy="SPREAD", name=f"nasloop-{spec.name}")
         try:
             reply = ray.get(task.remote(phase, spec.limits, self.resources.gpu_share > 0))
         except ray.exceptions.RayError as exc:  # the node or worker died (retries spent), or Ray failed
