@@ -1,5 +1,5 @@
-"""The Ray executor with real parts: a Ray cluster of two nodes on this machine (started by the test,
-each node with its own resources and raylet), real Docker containers, synthetic data.
+"""The Ray executor with real parts: a Ray cluster of two nodes on this machine (`ray_cluster`, started
+by the tests, each node with its own raylet and resources), real Docker containers, synthetic data.
 
 Candidates land on both nodes with the results of the local executor; a node killed mid-run leaves
 its candidates to the other nodes (never recorded as their failure) and its containers to a sweep;
@@ -15,9 +15,7 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +31,7 @@ from orchestrator.containers.client import InfraError
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.containers.labels import MANAGED_LABEL, OWNER_LABEL
 from orchestrator.evaluation.result import EvaluationResult
-from tests.conftest import REPO_ROOT, leftovers
+from tests.conftest import RayCluster, leftovers
 from tests.hostile import CASES, Case
 from tests.test_sandbox import CANDIDATES, HANG_TIMEOUT, _evaluate, _test_label_table
 
@@ -58,40 +56,18 @@ SAME = ("valid", "failure", "accuracy", "holdout_accuracy", "params", "weights_e
 
 
 @pytest.fixture(scope="module")
-def secret_value() -> str:
-    return secrets.token_hex(8)
+def cluster(ray_cluster: RayCluster, docker_client, sandbox_image) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+    """The session's two-node Ray cluster, this process connected to it as a driver."""
+    ray.init(address=ray_cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        yield ray_cluster.cluster
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def cluster(docker_client, sandbox_image, secret_value) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    """Two Ray nodes (1 CPU each, resources node_a and node_b) and this process connected as driver.
-    Their workers import this checkout and see a secret in their environment (which no container may);
-    everything of Ray lives in a temporary directory of its own (short: Ray's socket paths are capped)."""
-    temp = tempfile.mkdtemp(prefix="nlray-")
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED", "PYTHONPATH",
-                                             "NASLOOP_TEST_SECRET")}
-    os.environ.update(RAY_TMPDIR=temp, RAY_USAGE_STATS_ENABLED="0", NASLOOP_TEST_SECRET=secret_value,
-                      PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), saved["PYTHONPATH"]])))
-    started = None
-    try:
-        started = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "resources": {"node_a": 1}, "include_dashboard": False,
-            # A lost node is noticed within about 3 s rather than 15.
-            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
-        started.add_node(num_cpus=1, resources={"node_b": 1})
-        started.wait_for_nodes()
-        ray.init(address=started.address, logging_level=logging.WARNING, log_to_driver=False)
-        yield started
-    finally:
-        ray.shutdown()
-        if started is not None:
-            started.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(temp, ignore_errors=True)
+def secret_value(ray_cluster: RayCluster) -> str:
+    return ray_cluster.secret
 
 
 def _connect(cluster: Cluster, image: ResolvedImage, workdir: Path,  # type: ignore[no-untyped-def]
