@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[dev,llm,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,llm,bench,ray]'
 	@touch $@
 
 setup: $(VENV)/.installed

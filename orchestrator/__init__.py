@@ -4,6 +4,6 @@ database, reports, and the `nasloop` CLI (`cli`, `commands`) over the library AP
 
 Floors, bottom up (a package imports only those below it; `tests/test_architecture.py` holds them):
 `config`, `untrusted` (the one rule for showing untrusted text) -> `data`, `store` -> `containers`,
-`report` -> `evaluation` -> `corpus` -> `generator` -> `loop` -> `dashboard` (reads `store` and
+`report` -> `executors` (where a candidate's phases run: this machine, or a Ray cluster) -> `evaluation` -> `corpus` -> `generator` -> `loop` -> `dashboard` (reads `store` and
 `report`, never the loop) -> `api` -> `commands` -> `cli`. Candidate code never runs in this process.
 """

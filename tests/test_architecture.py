@@ -14,14 +14,15 @@ FLOORS = {
     "config": 1, "untrusted": 1,
     "data": 2, "store": 2,
     "containers": 3, "report": 3,
-    "evaluation": 4,
-    "corpus": 5,
-    "generator": 6,
-    "loop": 7,
-    "dashboard": 8,
-    "api": 9,
-    "commands": 10,
-    "cli": 11,
+    "executors": 4,
+    "evaluation": 5,
+    "corpus": 6,
+    "generator": 7,
+    "loop": 8,
+    "dashboard": 9,
+    "api": 10,
+    "commands": 11,
+    "cli": 12,
 }
 
 

@@ -32,13 +32,15 @@ HANG_TIMEOUT = 10.0
 
 
 def _evaluate(client, image, workdir: Path, dataset: str, sources: list[tuple[str, bytes]],  # type: ignore[no-untyped-def]
-              timeout_s: float = 60.0, jobs: int = 2, cpus: float = 1.0, warm: bool = True) -> list[EvaluationResult]:
+              timeout_s: float = 60.0, jobs: int = 2, cpus: float = 1.0, warm: bool = True,
+              executor=None) -> list[EvaluationResult]:
     config = load_config("smoke")
     evaluation = replace(config.evaluation, train_timeout_s=timeout_s, predict_timeout_s=timeout_s,
                          memory="1g", cpus=cpus, jobs=jobs, warm_containers=warm)
     prepared = _prepared(dataset, workdir)
     with scoring_set(prepared, workdir / "scratch") as scoring, \
-            Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring, pool_size=jobs) as evaluator:
+            Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring, pool_size=jobs,
+                      executor=executor) as evaluator:
         return evaluate_many(evaluator, [Submission(i, source, name) for i, (name, source) in enumerate(sources)], jobs)
 
 

@@ -53,13 +53,17 @@ def sweep_orphans(client: docker.DockerClient) -> int:
     process is gone. Returns how many containers were removed."""
     removed = 0
     managed = {"label": f"{MANAGED_LABEL}=1"}
-    for container in client.containers.list(all=True, filters=managed):
+    # Other runs' containers may go while this lists them (a sweep on each node of a cluster, say).
+    for container in client.containers.list(all=True, filters=managed, ignore_removed=True):
         if not _owner_alive(container.labels.get(OWNER_LABEL, "")):
             try:
                 container.remove(force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise  # 409: another sweep of the same daemon is removing it
     for volume in client.volumes.list(filters=managed):
         if not _owner_alive((volume.attrs.get("Labels") or {}).get(OWNER_LABEL, "")):
             try:

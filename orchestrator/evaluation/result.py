@@ -80,6 +80,13 @@ class EvaluationResult:
             return None
         return round(self.accuracy - self.holdout_accuracy, 6)
 
+    def ran_on(self, node: str, gpu: int | None) -> None:
+        """Record where a phase ran (on a cluster, a candidate's phases may run on different nodes)."""
+        if node and node not in self.node.split(", "):
+            self.node = f"{self.node}, {node}" if self.node else node
+        if self.gpu is None:
+            self.gpu = gpu
+
     def add_log(self, phase: str, tail: str) -> None:
         if tail.strip():
             self.log_tail = (self.log_tail + f"--- {phase} ---\n{tail.rstrip()}\n")[-LOG_TAIL_CHARS:]

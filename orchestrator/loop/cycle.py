@@ -26,6 +26,7 @@ from orchestrator.evaluation.evaluator import Evaluator
 from orchestrator.evaluation.result import EvaluationResult
 from orchestrator.evaluation.run import Placement, evaluate_many
 from orchestrator.evaluation.scoring import scoring_set
+from orchestrator.executors.base import Executor
 from orchestrator.generator.jobs import generate_job
 from orchestrator.loop import display
 from orchestrator.loop.adapters import AdapterTrainer, LLMJobs, workspace_path
@@ -53,6 +54,7 @@ class CycleRunner:
     docker: Docker
     console: Console
     placement: Placement = Placement()
+    executor: Executor | None = None  # where candidates' containers run (None: this machine's Docker daemon)
 
     def __post_init__(self) -> None:
         with self.db.transaction() as session:
@@ -180,7 +182,7 @@ class CycleRunner:
         artefacts = self.experiment_dir / f"cycle-{cycle.index}" / "artefacts"
         with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars, \
                 Evaluator(self.docker.client, self.docker.images["sandbox"], prepared, self.config.evaluation,
-                          artefacts, scoring, pool_size=self.placement.per_device) as evaluator:
+                          artefacts, scoring, pool_size=self.placement.per_device, executor=self.executor) as evaluator:
             task = bars.add_task(f"  evaluating on {data.dataset}", total=len(pending), extra="")
 
             def record(result: EvaluationResult) -> None:
