@@ -87,9 +87,16 @@ def leftovers(client) -> list[str]:  # type: ignore[no-untyped-def]
         owner = labels.get(OWNER_LABEL, "")
         return owner == ours or not _owner_alive(owner)
 
+    def described(name: str, labels: dict[str, str], state: str) -> str:
+        """The name with what tells where it came from (a failing assertion shows it)."""
+        keys = ("org.nasloop.role", "org.nasloop.phase", OWNER_LABEL)
+        return f"{name} ({state}; " + ", ".join(f"{k.rsplit('.', 1)[1]}={labels.get(k, '-')}" for k in keys) + ")"
+
     managed = {"label": f"{MANAGED_LABEL}=1"}
-    return ([c.name for c in client.containers.list(all=True, filters=managed, ignore_removed=True) if left(c.labels)]
-            + [v.name for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])
+    return ([described(c.name, c.labels, c.status)
+             for c in client.containers.list(all=True, filters=managed, ignore_removed=True) if left(c.labels)]
+            + [described(v.name, v.attrs.get("Labels") or {}, "volume")
+               for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

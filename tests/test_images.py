@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+
 from orchestrator.commands.images import parse_build_args
 from orchestrator.containers.client import ImageError
 from orchestrator.containers.images import BuildConfig
 from orchestrator.containers.wheelhouse import ImagePython, _pip_download, image_torch, requested_packages, torchvision_for
+from tests.conftest import leftovers
 
 BOOKWORM = ImagePython(python="3.11", machine="x86_64", glibc="2.36", torch=None, cuda=None)
 
@@ -97,11 +99,12 @@ def test_gpu_preflight_names_what_to_install_where_docker_has_no_gpu_runtime(doc
         pytest.skip("this Docker has the NVIDIA runtime")
     with pytest.raises(InfraError, match="NVIDIA Container Toolkit"):
         preflight(docker_client, sandbox_image.id, "all")
+    assert leftovers(docker_client) == []  # the probe Docker could not start is gone too
     assert "driver is older" in explain("CUDA driver version is insufficient for CUDA runtime version", "12.4")
 
 
 @pytest.mark.docker
-def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(tmp_path: Path) -> None:
+def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
     from orchestrator.cli import main
@@ -110,6 +113,7 @@ def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(tmp_p
     result = CliRunner().invoke(main, ["evaluate", "--profile", "paper", "--dataset", "synthetic", "--workdir",
                                        str(tmp_path), str(candidate)])
     assert result.exit_code != 0 and "NVIDIA Container Toolkit" in result.output, result.output
+    assert leftovers(docker_client) == []
 
 
 class _NoImageNoRegistry:
