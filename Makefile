@@ -12,6 +12,12 @@ TORCH_SPEC ?= torch==2.13.0
 # one shell-quoted string, passed intact (exported, not split by make).
 BASE_IMAGE ?=
 IMAGE_BUILD_ARGS ?=
+# The LLM image's sampling backends: empty (transformers) or vllm (adds vLLM; GPU only, see the README).
+# Passed to the wheelhouse and the build as the build argument LLM_BACKEND.
+LLM_BACKEND ?=
+ifneq ($(strip $(LLM_BACKEND)),)
+override IMAGE_BUILD_ARGS += LLM_BACKEND=$(LLM_BACKEND)
+endif
 export IMAGE_BUILD_ARGS
 # The workspace [default: runs; runs-mini for PROFILE=mini, whose corpus holds the grammar's programs
 # and whose tiny model learns from them: neither may reach the smoke profile's].
@@ -25,7 +31,7 @@ CYCLE_ARGS ?=
 
 help:
 	@echo "make setup      create $(VENV) and install nasloop (idempotent)"
-	@echo "make images     build the Docker images (needs a Docker daemon)"
+	@echo "make images     build the Docker images (needs a Docker daemon; LLM_BACKEND=vllm adds vLLM)"
 	@echo "make test       run the whole test suite (needs Docker and the images)"
 	@echo "make test-fast  run the tests that need no Docker"
 	@echo "make bench      run the benchmarks"
@@ -37,7 +43,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[dev,llm,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,llm,bench,ray]'
 	@touch $@
 
 setup: $(VENV)/.installed

@@ -1,20 +1,31 @@
 """Evaluation benchmark: what a candidate costs in nasloop's containers, started cold or warm,
 against a plain in-process PyTorch loop on the same model and data.
 
-Measured in one run, the sides interleaved (their order alternates between repetitions), medians:
+Measured in one run, the sides interleaved (their order alternates between repetitions), medians,
+each side at `jobs` = 1 and 2 (candidates at once):
 
 - nasloop, cold and warm: `nasloop evaluate` on a stream of candidates (the same small CNN, each
-  copy a distinct file), through the library call the command makes (`evaluate_files`), with
-  `warm_containers` off (every phase's container started for its candidate) and on (a pool per
-  phase started ahead: python, torch and the training split loaded before the handover). A
-  candidate's cost is the wall time between consecutive results (the first result of a stream, which
-  pays the pool's first start, is left out), at `jobs` = 1 and, for throughput, at the profile's jobs.
+  copy a distinct file; `jobs` x --stream of them), through the library call the command makes
+  (`evaluate_files`), with `warm_containers` off (every phase's container started for its candidate)
+  and on (a pool per phase started ahead: python, torch and the training split loaded before the
+  handover). A candidate's cost is the wall time between consecutive results in the steady state
+  (the first result of a stream, which pays the pool's first start, is left out): at jobs = 1 the
+  median gap, at jobs = 2 the mean (the steady state's wall time over its candidates: two results
+  land close together, then a longer gap, so the median says nothing there).
 - fixed overhead: the same on a stream of trivial candidates (`learn()` returns at once): what a
   candidate costs beyond its own training.
-- in-process: the same candidate module, `prm`, seed, batch size and epoch in this process, fed by a
-  standard `torch.utils.data.DataLoader` with per-sample crop/flip (torchvision's transforms in
-  plain torch ops), then the same test and hold-out predictions; same thread count as a container.
-- same accuracy: every copy of the candidate, cold or warm, must score exactly the same (same seed).
+- in-process ("plain loop"): the same candidate module, `prm`, seed, batch size and epoch in this
+  process, fed by a standard `torch.utils.data.DataLoader` with per-sample crop/flip (torchvision's
+  transforms in plain torch ops), then the same test and hold-out predictions; same thread count as a
+  container. At jobs = 2, two such loops at once in two processes (started together): the slower
+  one's time over 2.
+- same accuracy: every copy of the candidate, cold or warm, at either jobs, must score exactly the
+  same (same seed).
+
+`bench-results/evaluate.json` holds, for `jobs_1` and `jobs_2` each: `cold_s_per_candidate`,
+`warm_s_per_candidate`, `plain_loop_s_per_candidate`, `warm_speedup` (cold/warm), `warm_vs_plain`
+(warm/plain), `fixed_overhead_cold_s`, `fixed_overhead_warm_s`; and `same_accuracy`, `targets` (the
+issue's, at jobs = 1), `throughput_per_min` and every run.
 
 No CUDA here: --device cuda says so and exits 2; on a GPU machine (CUDA torch in the venv, the
 sandbox image built on a CUDA base image) both sides run on the profile's GPU.
@@ -28,6 +39,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -36,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +67,8 @@ from orchestrator.evaluation.run import evaluate_files  # noqa: E402
 from sandbox.batches import TrainBatches, normalise  # noqa: E402
 
 CANDIDATE = REPO / "tests" / "candidates" / "small_cnn.py"
+JOBS = (1, 2)  # candidates at once, each side measured at both
+Side = Callable[[], dict[str, Any]]
 TRIVIAL = b'''import torch
 import torch.nn as nn
 
@@ -106,6 +121,7 @@ def nasloop_stream(source: bytes, count: int, profile: str, overrides: dict[str,
     shutil.rmtree(stream_dir, ignore_errors=True)
     gaps = [b - a for a, b in zip(marks, marks[1:])]
     return {"invocation_s": total, "first_s": gaps[0], "per_candidate_s": statistics.median(gaps[1:]),
+            "steady_mean_s": sum(gaps[1:]) / (len(gaps) - 1),
             "candidates_per_min": 60.0 * (len(gaps) - 1) / sum(gaps[1:]),
             "train_s": statistics.median(r.train_seconds or 0.0 for r in results),
             "learn_s": statistics.median(r.learn_seconds or 0.0 for r in results),
@@ -221,11 +237,39 @@ def in_process(module: Any, prepared: PreparedDataset, config: EvaluationConfig,
             "accuracy": accuracy["test"], "holdout_accuracy": accuracy["holdout"]}
 
 
+def _plain_in_child(profile: str, overrides: dict[str, Any], workdir: str, threads: int, barrier: Any,
+                    results: Any) -> None:
+    """One in-process loop in a child process, started when its siblings are ready (the barrier)."""
+    torch.set_num_threads(threads)
+    config = load_config(profile, None, overrides)
+    data = config.data
+    prepared = ensure_prepared(data.dataset, Path(workdir), Path(workdir) / "data", data.holdout_fraction)
+    device = torch.device("cuda", 0) if config.evaluation.device == "cuda" else torch.device("cpu")
+    module = load_candidate(CANDIDATE)
+    barrier.wait()
+    results.put(in_process(module, prepared, config.evaluation, device, 0))
+
+
+def plain_together(jobs: int, profile: str, overrides: dict[str, Any], workdir: Path, threads: int) -> dict[str, Any]:
+    """`jobs` in-process loops at once, each in its own process: per candidate, the slowest one's
+    seconds over `jobs` (what `jobs` slots give without nasloop's containers)."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(jobs), context.Queue()
+    children = [context.Process(target=_plain_in_child, args=(profile, overrides, str(workdir), threads, barrier,
+                                                                results)) for _ in range(jobs)]
+    for child in children:
+        child.start()
+    try:
+        runs = [results.get(timeout=1800) for _ in children]
+    finally:
+        for child in children:
+            child.join(timeout=60)
+    slowest = max(run["total_s"] for run in runs)
+    return {"per_candidate_s": slowest / jobs, "slowest_s": slowest, "learn_s": max(run["learn_s"] for run in runs),
+            "runs": runs}
+
+
 # --- report -------------------------------------------------------------------------------------
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -233,7 +277,7 @@ def main() -> int:
     parser.add_argument("--dataset", choices=("synthetic", "fashion-mnist", "cifar10"), default="synthetic")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--profile", default="smoke", help="configuration profile [smoke]")
-    parser.add_argument("--stream", type=int, default=None, help="candidates per stream [4; quick: 3]")
+    parser.add_argument("--stream", type=int, default=None, help="candidates per stream and job slot [4; quick: 3]")
     parser.add_argument("--reps", type=int, default=None, help="repetitions [2; quick: 1]")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs",
                         help="workspace (prepared data, scratch) [runs/, as nasloop's]")
@@ -275,21 +319,28 @@ def main() -> int:
           f"{meta.n_test:,} test, {meta.n_holdout:,} hold-out), device {args.device}, profile {args.profile}")
     print(f"  batch {evaluation.batch_size}; 1 epoch; seed {evaluation.seed}; {threads} torch thread(s) on both "
           f"sides; containers: cpus={evaluation.cpus:g}, memory={evaluation.memory}; streams of {stream} "
-          f"candidates; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
+          f"candidates per job slot, at jobs {' and '.join(map(str, JOBS))}; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
     print(f"  {reps} repetition(s), sides interleaved (order alternating); medians", flush=True)
 
-    sides: list[tuple[str, Any]] = [
-        ("cold", lambda: nasloop_stream(source, stream, args.profile, overrides(False, 1), workdir, scratch)),
-        ("warm", lambda: nasloop_stream(source, stream, args.profile, overrides(True, 1), workdir, scratch)),
-        ("trivial_cold", lambda: nasloop_stream(TRIVIAL, stream, args.profile, overrides(False, 1), workdir, scratch)),
-        ("trivial_warm", lambda: nasloop_stream(TRIVIAL, stream, args.profile, overrides(True, 1), workdir, scratch)),
-        ("plain", lambda: in_process(module, prepared, evaluation, device, 0)),
-    ]
-    if profile_jobs > 1:
-        sides += [(f"cold_jobs{profile_jobs}", lambda: nasloop_stream(
-                      source, 2 * stream, args.profile, overrides(False, profile_jobs), workdir, scratch)),
-                  (f"warm_jobs{profile_jobs}", lambda: nasloop_stream(
-                      source, 2 * stream, args.profile, overrides(True, profile_jobs), workdir, scratch))]
+    def stream_side(candidate: bytes, warm: bool, jobs: int) -> Side:
+        return lambda: nasloop_stream(candidate, jobs * stream, args.profile, overrides(warm, jobs), workdir, scratch)
+
+    def plain_alone() -> dict[str, Any]:
+        run = in_process(module, prepared, evaluation, device, 0)
+        return {**run, "per_candidate_s": run["total_s"]}
+
+    def plain_side(jobs: int) -> Side:
+        if jobs == 1:
+            return plain_alone
+        return lambda: plain_together(jobs, args.profile, overrides(False, jobs), workdir, threads)
+
+    sides: list[tuple[str, Side]] = []
+    for jobs in JOBS:
+        sides += [(f"cold_jobs{jobs}", stream_side(source, False, jobs)),
+                  (f"warm_jobs{jobs}", stream_side(source, True, jobs)),
+                  (f"trivial_cold_jobs{jobs}", stream_side(TRIVIAL, False, jobs)),
+                  (f"trivial_warm_jobs{jobs}", stream_side(TRIVIAL, True, jobs)),
+                  (f"plain_jobs{jobs}", plain_side(jobs))]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in sides}
     started = time.perf_counter()
     try:
@@ -308,50 +359,53 @@ def main() -> int:
     def med(side: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[side])
 
-    plain = med("plain", "total_s")
-    medians = {"cold_per_candidate_s": med("cold", "per_candidate_s"),
-               "warm_per_candidate_s": med("warm", "per_candidate_s"),
-               "fixed_overhead_cold_s": med("trivial_cold", "per_candidate_s"),
-               "fixed_overhead_warm_s": med("trivial_warm", "per_candidate_s"),
-               "plain_per_candidate_s": plain, "plain_learn_s": med("plain", "learn_s"),
-               "cold_learn_s": med("cold", "learn_s"), "warm_learn_s": med("warm", "learn_s"),
-               "cold_first_s": med("cold", "first_s"), "warm_first_s": med("warm", "first_s")}
-    ratios = {"cold_vs_plain": medians["cold_per_candidate_s"] / plain,
-              "warm_vs_plain": medians["warm_per_candidate_s"] / plain,
-              "warm_vs_cold": medians["warm_per_candidate_s"] / medians["cold_per_candidate_s"]}
-    throughput: dict[str, float] = {"cold_jobs1_per_min": med("cold", "candidates_per_min"),
-                                    "warm_jobs1_per_min": med("warm", "candidates_per_min")}
-    if profile_jobs > 1:
-        throughput[f"cold_jobs{profile_jobs}_per_min"] = med(f"cold_jobs{profile_jobs}", "candidates_per_min")
-        throughput[f"warm_jobs{profile_jobs}_per_min"] = med(f"warm_jobs{profile_jobs}", "candidates_per_min")
-    scored = {tuple(a) for side in runs if side not in ("plain",) and not side.startswith("trivial")
+    def level(jobs: int) -> dict[str, float]:
+        """The issue's numbers at `jobs` candidates at once (seconds per candidate in the steady state)."""
+        key = "per_candidate_s" if jobs == 1 else "steady_mean_s"
+        cold, warm = med(f"cold_jobs{jobs}", key), med(f"warm_jobs{jobs}", key)
+        plain = med(f"plain_jobs{jobs}", "per_candidate_s")
+        return {"cold_s_per_candidate": cold, "warm_s_per_candidate": warm, "plain_loop_s_per_candidate": plain,
+                "warm_speedup": cold / warm, "warm_vs_plain": warm / plain,
+                "fixed_overhead_cold_s": med(f"trivial_cold_jobs{jobs}", key),
+                "fixed_overhead_warm_s": med(f"trivial_warm_jobs{jobs}", key)}
+
+    levels = {jobs: level(jobs) for jobs in JOBS}
+    details = {jobs: {"cold_learn_s": med(f"cold_jobs{jobs}", "learn_s"), "warm_learn_s": med(f"warm_jobs{jobs}", "learn_s"),
+                      "plain_learn_s": med(f"plain_jobs{jobs}", "learn_s"),
+                      "cold_first_s": med(f"cold_jobs{jobs}", "first_s"), "warm_first_s": med(f"warm_jobs{jobs}", "first_s")}
+               for jobs in JOBS}
+    throughput = {f"{side}_jobs{jobs}_per_min": med(f"{side}_jobs{jobs}", "candidates_per_min")
+                  for jobs in JOBS for side in ("cold", "warm")}
+    scored = {tuple(a) for side in runs if side.startswith(("cold", "warm"))
               for r in runs[side] for a in r["accuracies"]}
     same_accuracy = len(scored) == 1
-    targets = {"fixed_overhead_warm_s <= 1.5": medians["fixed_overhead_warm_s"] <= 1.5,
-               "warm_vs_plain <= 1.3": ratios["warm_vs_plain"] <= 1.3, "same_accuracy": same_accuracy}
+    one = levels[1]
+    targets = {"fixed_overhead_warm_s <= 1.5": one["fixed_overhead_warm_s"] <= 1.5,
+               "warm_vs_plain <= 1.3": one["warm_vs_plain"] <= 1.3, "same_accuracy": same_accuracy}
 
     width = 58
-    print(f"\n{'seconds per candidate (steady state, jobs = 1)':<{width}}{'median':>8}")
-    for label, key in [("nasloop, cold containers", "cold_per_candidate_s"),
-                       ("nasloop, warm containers", "warm_per_candidate_s"),
-                       ("  of which learn() (cold / warm)", None),
-                       ("in-process PyTorch + DataLoader", "plain_per_candidate_s"),
-                       ("fixed overhead, trivial candidate, cold", "fixed_overhead_cold_s"),
-                       ("fixed overhead, trivial candidate, warm", "fixed_overhead_warm_s"),
-                       ("first candidate of a stream, cold", "cold_first_s"),
-                       ("first candidate of a stream, warm (pool's first start)", "warm_first_s")]:
-        value = (f"{medians['cold_learn_s']:.2f} / {medians['warm_learn_s']:.2f}" if key is None
-                 else f"{medians[key]:8.2f}")
-        print(f"{label:<{width}}{value:>8}")
-    print(f"\n{'ratios':<{width}}")
-    for key, value in ratios.items():
-        print(f"{key:<{width}}{value:8.2f}")
+    for jobs in JOBS:
+        numbers, more = levels[jobs], details[jobs]
+        gap = "median" if jobs == 1 else "mean"
+        print(f"\n{f'seconds per candidate, jobs = {jobs} ({gap} gap in the steady state)':<{width}}{'median':>8}")
+        for label, value in [("nasloop, cold containers", numbers["cold_s_per_candidate"]),
+                             ("nasloop, warm containers", numbers["warm_s_per_candidate"]),
+                             ("in-process PyTorch + DataLoader (plain loop)", numbers["plain_loop_s_per_candidate"]),
+                             ("fixed overhead, trivial candidate, cold", numbers["fixed_overhead_cold_s"]),
+                             ("fixed overhead, trivial candidate, warm", numbers["fixed_overhead_warm_s"]),
+                             ("first candidate of a stream, cold", more["cold_first_s"]),
+                             ("first candidate of a stream, warm (pool's first start)", more["warm_first_s"])]:
+            print(f"{label:<{width}}{value:8.2f}")
+        print(f"{'  learn() cold / warm / plain':<{width}}{more['cold_learn_s']:.2f} / {more['warm_learn_s']:.2f} / "
+              f"{more['plain_learn_s']:.2f}")
+        print(f"{'warm_speedup (cold/warm)':<{width}}{numbers['warm_speedup']:8.2f}")
+        print(f"{'warm_vs_plain (warm/plain)':<{width}}{numbers['warm_vs_plain']:8.2f}")
     print(f"\n{'throughput, candidates per minute':<{width}}")
     for key, value in throughput.items():
         print(f"{key:<{width}}{value:8.2f}")
-    print(f"\nsame accuracy for every copy, cold and warm: {same_accuracy} {sorted(scored)}")
+    print(f"\nsame accuracy for every copy, cold and warm, jobs 1 and 2: {same_accuracy} {sorted(scored)}")
     for target, met in targets.items():
-        print(f"target {target}: {'met' if met else 'NOT met'}")
+        print(f"target {target} (jobs = 1): {'met' if met else 'NOT met'}")
     print(f"benchmark wall time {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.1f} "
           "(other work on the machine slows wall times)")
 
@@ -360,11 +414,13 @@ def main() -> int:
         "device": args.device, "profile": args.profile, "reps": reps, "stream": stream, "quick": args.quick,
         "n_train": meta.n_train, "batch_size": evaluation.batch_size, "threads": threads,
         "container_cpus": evaluation.cpus, "profile_jobs": profile_jobs,
-        "protocol": runs["cold"][0]["protocol"], "image": runs["cold"][0]["image"], "host_torch": torch.__version__,
+        "protocol": runs["cold_jobs1"][0]["protocol"], "image": runs["cold_jobs1"][0]["image"],
+        "host_torch": torch.__version__,
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()[0],
                  "cuda_device": torch.cuda.get_device_name(0) if args.device == "cuda" else None},
-        "wall_s": elapsed, "medians": medians, "ratios": ratios, "throughput_per_min": throughput,
-        "same_accuracy": same_accuracy, "accuracies": sorted(scored), "targets": targets, "runs": runs,
+        "wall_s": elapsed, **{f"jobs_{jobs}": levels[jobs] for jobs in JOBS}, "same_accuracy": same_accuracy,
+        "targets": targets, "details": {f"jobs_{jobs}": details[jobs] for jobs in JOBS},
+        "throughput_per_min": throughput, "accuracies": sorted(scored), "runs": runs,
     }
     suffix = "" if (args.dataset, args.device, args.profile) == ("synthetic", "cpu", "smoke") else \
         f"-{args.dataset}-{args.device}" + ("" if args.profile == "smoke" else f"-{args.profile}")

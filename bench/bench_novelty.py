@@ -18,7 +18,6 @@ Usage: .venv/bin/python bench/bench_novelty.py [--quick] [--scaled N] [--workers
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import os
@@ -37,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orchestrator.config import load_config  # noqa: E402
+from orchestrator.corpus.lemur import read_lemur  # noqa: E402
 from orchestrator.corpus.minhash import MinHasher  # noqa: E402
 from orchestrator.corpus.novelty import NoveltyIndex  # noqa: E402
 
@@ -248,8 +248,7 @@ def main() -> None:
     args = parser.parse_args()
     if not LEMUR_JSONL.is_file():
         sys.exit(f"shared LEMUR corpus not found at {LEMUR_JSONL}")
-    with gzip.open(LEMUR_JSONL, "rt") as fh:
-        lemur = [json.loads(line)["code"] for line in fh]
+    lemur = [record.code for record in read_lemur(LEMUR_JSONL).records]
     novelty = load_config("paper").novelty
     scaled = args.scaled or (10_000 if args.quick else 100_000)
     lemur_sample = 300 if args.quick else len(lemur)

@@ -8,9 +8,13 @@ Measured: useful tokens per second (completion tokens up to and including each s
 decode rows computed against rows of a live sample (the useful share), wall time per mode. The
 sides alternate between repetitions; medians.
 
-The model is the workspace's tiny model (`nasloop llm tiny-model`, built by `make cycle`): its
-samples end at varied lengths as real programs do, which is what static batching pays for. On a GPU
-machine pass `--device cuda` and `--model` a real checkpoint directory.
+The model is `--model DIR`, else the workspace's tiny model (`runs/models/tiny`: `nasloop llm
+tiny-model`, built by `make cycle`), else, on a fresh clone, the benchmarks' own tiny model built here
+on the CPU (bench/tiny_model.py, as bench/gpu_check.py builds it: no shared data, no network) into
+`runs/models/bench-tiny` and reused by later runs; `model_source` ("given", "workspace" or "built")
+and the build's summary are recorded. Its samples end at varied lengths as real programs do, which is
+what static batching pays for. On a GPU machine pass `--device cuda` and `--model` a real checkpoint
+directory.
 
 Usage: .venv/bin/python bench/bench_sampling.py [--model DIR] [--samples N] [--slots N]
            [--max-new-tokens N] [--reps N] [--device cpu|cuda] [--json OUT]
@@ -34,11 +38,15 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.tiny_model import FULL_SPEC, ensure_bench_model  # noqa: E402
 from contracts.llm import Decoding  # noqa: E402
 from llm.prompt import generation_task, prompt_messages  # noqa: E402
 from llm.sampling import SampleRequest, TransformersBackend  # noqa: E402
-from orchestrator.config import load_config  # noqa: E402
+from orchestrator.config import ExperimentConfig, load_config  # noqa: E402
 from orchestrator.generator.jobs import tiny_model_dir  # noqa: E402
+
+# Where a fresh clone's benchmark builds its tiny model (in the workspace, ignored by git).
+BENCH_MODEL = REPO / "runs" / "models" / "bench-tiny"
 
 
 def draw(backend: TransformersBackend, messages: list[dict[str, str]], samples: int, seed: int) -> dict[str, Any]:
@@ -58,7 +66,8 @@ def draw(backend: TransformersBackend, messages: list[dict[str, str]], samples: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None, help="model directory [runs/models/tiny]")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model directory [runs/models/tiny, else a tiny model built here]")
     parser.add_argument("--profile", default="smoke", help="profile for decoding settings and budget [smoke]")
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--slots", type=int, default=8, help="sequences decoded at once (the batch size) [8]")
@@ -73,14 +82,27 @@ def main() -> int:
         print("--device cuda: CUDA is not available to this Python's torch; nothing was measured.")
         return 2
     config = load_config(args.profile)
-    model = (args.model or tiny_model_dir(REPO / "runs")).resolve()
-    if not (model / "config.json").is_file():
-        print(f"error: no model at {model}: build the tiny model first (`make cycle` does, or "
-              f"`nasloop llm tiny-model {model} --corpus LEMUR.jsonl.gz --profile smoke`), or pass --model DIR",
-              file=sys.stderr)
-        return 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    build = None
+    if args.model is not None:
+        model, source = args.model.resolve(), "given"
+        if not (model / "config.json").is_file():
+            print(f"error: no model at {model} (--model)", file=sys.stderr)
+            return 1
+    else:
+        model, source = tiny_model_dir(REPO / "runs").resolve(), "workspace"
+        if not (model / "config.json").is_file():
+            print(f"no tiny model in the workspace ({model.relative_to(REPO)}): using the benchmarks' own "
+                  f"(bench/tiny_model.py) in {BENCH_MODEL.relative_to(REPO)}", flush=True)
+            model, source = BENCH_MODEL, "built"
+            build = ensure_bench_model(model, FULL_SPEC, config.evaluation.param_budget)
+    return measure(args, config, model, source, build)
+
+
+def measure(args: argparse.Namespace, config: ExperimentConfig, model: Path, source: str,
+            build: dict[str, Any] | None) -> int:
+    """Both modes on `model`, repetitions alternating; prints the medians and writes the JSON file."""
     generation = config.generation
     decoding = Decoding(temperature=generation.temperature, top_k=generation.top_k, top_p=generation.top_p,
                         do_sample=generation.do_sample, max_new_tokens=generation.max_new_tokens, seed=0)
@@ -116,7 +138,8 @@ def main() -> int:
           f"(target >= 1.5: {'met' if speedup >= 1.5 else 'NOT met'})")
     print(f"useful decode share: static {medians['static_useful_token_share']:.2f}, continuous "
           f"{medians['continuous_useful_token_share']:.2f}; wall {time.perf_counter() - started:.0f} s")
-    results = {"benchmark": "sampling", "model": model.name, "device": args.device, "samples": args.samples,
+    results = {"benchmark": "sampling", "model": model.name, "model_source": source, "model_build": build,
+               "device": args.device, "samples": args.samples,
                "slots": args.slots, "max_new_tokens": decoding.max_new_tokens, "reps": args.reps,
                "threads": torch.get_num_threads(), "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                            "torch": torch.__version__},

@@ -1,7 +1,8 @@
 """The prepared GPU check: run once on a lent GPU machine (one H100/H200, no Docker, no network).
 
     PYTHONPATH=. python3 bench/gpu_check.py [--device cuda|cpu] [--size full|small|tiny]
-                                             [--sections NAME,...] [--out bench-results/gpu-check.json]
+                                             [--sections NAME,...] [--lemur PATH] [--budget SECONDS]
+                                             [--out bench-results/gpu-check.json]
 
 It exercises nasloop's own GPU code paths outside any container and writes every number to one JSON
 file (rewritten after each section, so a killed run keeps what it measured):
@@ -12,23 +13,35 @@ file (rewritten after each section, so a killed run keeps what it measured):
    end with `os._exit`, so they cannot run in this process) on tests/candidates/small_cnn.py with
    synthetic CIFAR-shaped data, batch 16: seconds per epoch, images/s, accuracy (scored here from the
    logits), and whether two runs with the same seed agree.
-3. generation: a tiny Llama built here by the repo's builder (`llm.tiny`: a line-level BPE tokenizer
-   trained on generated programs, a few pre-training steps on the CPU so that completions end at an
-   end-of-turn token at varied lengths), sampled in bf16 with static batching and with the repo's
-   continuous batching (`llm.batching`): tokens/s, useful share of decode rows, the speedup, and
-   whether per-sample seeds give the same samples with 1 and 4 slots.
-4. finetune: `llm.finetune.run` (Trainer, i.e. accelerate) on the tiny model with bf16, gradient
+3. cpu_reference: the same candidate, data and seed once more on the CPU: both accuracies, their
+   difference against a noise bound (three standard errors), the share of equal predictions.
+4. lemur: a LEMUR program in the parameter budget (DPN68, else BayesianNet-3) read from `--lemur`
+   (the LEMUR image-classification export; skipped with the reason when it is absent), one epoch
+   through the same runners: parameters, seconds per epoch, images/s, accuracy.
+5. concurrency: 1, 2, 4 and 8 `sandbox.train` processes at once on the device: seconds per epoch of
+   each, total images/s and the speedup against one process.
+6. generation: a tiny Llama built here by the repo's builder (`bench.tiny_model` over `llm.tiny`: a
+   line-level BPE tokenizer trained on generated programs, a few pre-training steps on the CPU so that
+   completions end at an end-of-turn token at varied lengths), sampled in bf16 with static batching
+   and with the repo's continuous batching (`llm.batching`): tokens/s, useful share of decode rows,
+   the speedup, and whether per-sample seeds give the same samples with 1 and 4 slots.
+7. finetune: `llm.finetune.run` (Trainer, i.e. accelerate) on the tiny model with bf16, gradient
    checkpointing and paged AdamW 8-bit when bitsandbytes imports (else AdamW, recorded): loss
    before/after, tokens/s, peak CUDA memory.
-5. memory: parameter bytes (bf16) of DeepSeek-Coder-6.7B (and the paper profile's 7B v1.5) built on
+8. memory: parameter bytes (bf16) of DeepSeek-Coder-6.7B (and the paper profile's 7B v1.5) built on
    the meta device, and KV-cache bytes per token and at 16 sequences x 2,048 tokens.
 
 Each section is independent: an exception is recorded with its traceback and the others still run.
 A section fails on an exception or a failed check (`checks`); `findings` are recorded, never fatal
-(e.g. bit-exact determinism, which CUDA kernels need not give). Exit status 0 when every section
-passed, 1 otherwise. Imports only torch, transformers, peft, accelerate, numpy, safetensors, the
-standard library and the repo's llm/, sandbox/ and contracts/ (no Docker, click, SQLAlchemy, ...).
-`--device cpu` runs everything on the CPU at smaller sizes (`--size tiny`: the unit test's).
+(e.g. bit-exact determinism, which CUDA kernels need not give). Time guard: the whole check has
+`--budget` seconds (480 by default, for "about 8 minutes"); each section has an allowance (ALLOWANCE,
+estimates) and is skipped, with the reason recorded, when less than that is left; runner processes
+are killed at the end of the budget (at least 30 s each); the concurrency levels stop when the next
+one is not expected to fit. Each section's seconds are recorded. A skipped section is not a failure.
+Exit status 0 when no section failed, 1 otherwise. Imports only torch, transformers, peft,
+accelerate, numpy, safetensors, the standard library and the repo's llm/, sandbox/, contracts/ and
+bench/ (no Docker, click, SQLAlchemy, ...). `--device cpu` runs everything on the CPU at smaller
+sizes (`--size tiny`: the unit test's).
 """
 
 from __future__ import annotations
@@ -46,7 +59,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import traceback
 import warnings
@@ -69,12 +81,21 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from contracts.files import atomic_write_text  # noqa: E402
+from bench.tiny_model import FINETUNE_PROGRAMS, build_bench_model, tiny_spec  # noqa: E402
+from contracts.files import atomic_write_text, read_jsonl  # noqa: E402
 from contracts.jobfile import write_job  # noqa: E402
 
-SCHEMA = "nasloop-gpu-check-v1"
-SECTIONS = ("environment", "sandbox", "generation", "finetune", "memory")
+SCHEMA = "nasloop-gpu-check-v2"
+SECTIONS = ("environment", "sandbox", "cpu_reference", "lemur", "concurrency", "generation", "finetune", "memory")
+# Seconds a section is allowed at --size full (an estimate for one H100, not a measurement): it is
+# skipped, with the reason recorded, when less than this is left of --budget. The cheap ones always run.
+ALLOWANCE = {"environment": 0, "sandbox": 60, "cpu_reference": 60, "lemur": 60, "concurrency": 120,
+             "generation": 120, "finetune": 60, "memory": 0}
+BUDGET_SECONDS = 480
 CANDIDATE = REPO / "tests" / "candidates" / "small_cnn.py"
+LEMUR_EXPORT = REPO.parent / "shared" / "data" / "lemur" / "lemur-img-classification.jsonl.gz"
+# In the parameter budget and runnable at 3x32x32 (as tests/test_sandbox.py's LEMUR_OK); the first found is used.
+LEMUR_MODELS = ("DPN68", "BayesianNet-3")
 # Modules a GPU machine without the host's extras does not have; none may be imported here.
 HOST_ONLY_MODULES = ("docker", "click", "sqlalchemy", "alembic", "datasketch", "flask", "rich", "orchestrator")
 # The paper profile's evaluation settings (configs/paper.toml), repeated here so that this script
@@ -106,23 +127,29 @@ class Sizes:
     seed_samples: int
     seed_max_new_tokens: int
     finetune_steps: int
+    # Training processes at once on one device.
+    concurrency_levels: tuple[int, ...]
 
 
 SIZES = {
     "full": Sizes(train_images=5000, test_images=1000, vocab_size=1024, layers=3, hidden_size=256, heads=4,
                   pretrain_steps=60, samples=32, max_new_tokens=512, slots=8, seed_samples=8,
-                  seed_max_new_tokens=128, finetune_steps=30),
+                  seed_max_new_tokens=128, finetune_steps=30, concurrency_levels=(1, 2, 4, 8)),
     "small": Sizes(train_images=600, test_images=300, vocab_size=1024, layers=2, hidden_size=64, heads=2,
                    pretrain_steps=40, samples=12, max_new_tokens=160, slots=4, seed_samples=4,
-                   seed_max_new_tokens=32, finetune_steps=8),
+                   seed_max_new_tokens=32, finetune_steps=8, concurrency_levels=(1, 2, 4)),
     "tiny": Sizes(train_images=256, test_images=128, vocab_size=512, layers=1, hidden_size=32, heads=2,
                   pretrain_steps=2, samples=4, max_new_tokens=16, slots=2, seed_samples=3,
-                  seed_max_new_tokens=8, finetune_steps=2),
+                  seed_max_new_tokens=8, finetune_steps=2, concurrency_levels=(1, 2)),
 }
 
 
 class CheckFailed(AssertionError):
     """A section ran but a required check did not hold."""
+
+
+class SectionSkipped(Exception):
+    """A section cannot run here (its input is absent); the reason is recorded, never a failure."""
 
 
 def say(message: str) -> None:
@@ -149,62 +176,7 @@ def _bitsandbytes() -> tuple[bool, str | None]:
     return True, None
 
 
-# --- programs: the sandbox's candidate and the tiny model's corpora --------------------------------
-
-def program(width: int, depth: int, activation: str) -> str:
-    """A program in the project's API contract, as tests/test_llm_model.py writes them (valid at 32x32
-    up to depth 5: each block halves the image; the deeper ones only lengthen the tiny model's corpus)."""
-    layers = []
-    channels = "in_shape[1]"
-    for i in range(depth):
-        layers.append(f"nn.Conv2d({channels}, {width * (i + 1)}, 3, padding=1), nn.BatchNorm2d({width * (i + 1)}), "
-                      f"nn.{activation}(), nn.MaxPool2d(2),")
-        channels = str(width * (i + 1))
-    body = "\n            ".join(layers)
-    return textwrap.dedent(f"""\
-        import torch
-        import torch.nn as nn
-
-
-        def supported_hyperparameters():
-            return {{'lr', 'momentum'}}
-
-
-        class Net(nn.Module):
-            def __init__(self, in_shape, out_shape, prm, device):
-                super().__init__()
-                self.device = device
-                self.features = nn.Sequential(
-                    {body}
-                )
-                self.pool = nn.AdaptiveAvgPool2d(1)
-                self.classifier = nn.Linear({channels}, out_shape[0])
-
-            def forward(self, x):
-                return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-            def train_setup(self, prm):
-                self.to(self.device)
-                self.criteria = nn.CrossEntropyLoss().to(self.device)
-                self.optimizer = torch.optim.SGD(self.parameters(), lr=prm['lr'], momentum=prm['momentum'])
-
-            def learn(self, train_data):
-                self.train()
-                for inputs, labels in train_data:
-                    inputs, labels = inputs.to(self.device), labels.to(self.device)
-                    self.optimizer.zero_grad()
-                    loss = self.criteria(self(inputs), labels)
-                    loss.backward()
-                    self.optimizer.step()
-        """)
-
-
-# The tiny model pre-trains on these (107 to 218 tokens each with a 1,024-token vocabulary, so that its
-# completions end at varied lengths); the fine-tune learns others (new widths and activations), so that
-# its loss has somewhere to go.
-PRETRAIN_PROGRAMS = [program(w, d, a) for w in (8, 16) for d in (1, 2, 3, 4, 6, 8, 10, 12) for a in ("ReLU", "GELU")]
-FINETUNE_PROGRAMS = [program(w, d, a) for w in (12, 20) for d in (2, 3) for a in ("SiLU", "ELU")]
-
+# --- data ------------------------------------------------------------------------------------------
 
 def synthetic_cifar(seed: int, n: int, num_classes: int = 10) -> tuple[Any, Any]:
     """CIFAR-shaped uint8 images (N, 3, 32, 32) and int64 labels: each class a blocky random colour
@@ -225,11 +197,15 @@ def synthetic_cifar(seed: int, n: int, num_classes: int = 10) -> tuple[Any, Any]
 # --- the run: shared state, sections, the JSON file -------------------------------------------------
 
 class Check:
-    def __init__(self, device: str, sizes: Sizes, size_name: str, workdir: Path) -> None:
+    def __init__(self, device: str, sizes: Sizes, size_name: str, workdir: Path, lemur: Path,
+                 deadline: float) -> None:
         self.device = device
         self.sizes = sizes
         self.size_name = size_name
         self.workdir = workdir
+        self.lemur = lemur
+        self.deadline = deadline  # time.perf_counter() at which the whole check's budget is spent
+        self.small_cnn_run: dict[str, Any] | None = None  # the sandbox section's first run, logits included
         self._tiny: Path | None = None
         self._tiny_report: dict[str, Any] | None = None
         self._tiny_error: BaseException | None = None
@@ -237,6 +213,14 @@ class Check:
     @property
     def cuda(self) -> bool:
         return self.device == "cuda"
+
+    def remaining(self) -> float:
+        """Seconds left of the whole check's budget (negative once it is spent)."""
+        return self.deadline - time.perf_counter()
+
+    def timeout(self, limit: float) -> float:
+        """A runner's time limit: `limit`, cut to what is left of the budget (at least 30 s)."""
+        return max(30.0, min(limit, self.remaining()))
 
     def tiny_model(self) -> tuple[Path, dict[str, Any]]:
         """The tiny Llama (built once, on the CPU, by llm.tiny.build_tiny_model) and its report."""
@@ -252,27 +236,10 @@ class Check:
         return self._tiny, self._tiny_report
 
     def _build_tiny(self) -> tuple[Path, dict[str, Any]]:
-        from llm.tiny import TinyModelSpec, build_tiny_model
-
         s = self.sizes
-        corpus = self.workdir / "tiny-corpus.jsonl"
-        corpus.write_text("".join(json.dumps({"code": c}) + "\n" for c in PRETRAIN_PROGRAMS))
-        spec = TinyModelSpec(vocab_size=s.vocab_size, layers=s.layers, hidden_size=s.hidden_size,
-                             intermediate_size=3 * s.hidden_size, heads=s.heads, context=512,
-                             steps=s.pretrain_steps, batch_size=4, lr=3e-3 if s.hidden_size >= 128 else 5e-3,
-                             warmup_steps=max(1, s.pretrain_steps // 10), weight_decay=0.1, seed=0)
-        say(f"  building the tiny model (llm.tiny, CPU): {s.layers} layers, hidden {s.hidden_size}, "
-            f"{s.pretrain_steps} pre-training steps")
-        started = time.perf_counter()
         out = self.workdir / "tiny-model"
-        report = build_tiny_model(out, corpus, spec, PARAM_BUDGET)
-        losses = [entry["loss"] for entry in report["losses"]]
-        summary = {"spec": asdict(spec), "parameters": report["parameters"], "corpus_programs": len(PRETRAIN_PROGRAMS),
-                   "pretrain_loss_first": losses[0], "pretrain_loss_last": losses[-1],
-                   "build_seconds": round(time.perf_counter() - started, 2)}
-        say(f"  tiny model: {summary['parameters']:,} parameters, pre-training loss {losses[0]} -> {losses[-1]} "
-            f"({summary['build_seconds']} s)")
-        return out, summary
+        spec = tiny_spec(s.vocab_size, s.layers, s.hidden_size, s.heads, s.pretrain_steps)
+        return out, build_bench_model(out, spec, PARAM_BUDGET, say)
 
 
 def section_environment(check: Check) -> dict[str, Any]:
@@ -316,46 +283,82 @@ def section_environment(check: Check) -> dict[str, Any]:
     return result
 
 
-# --- 2. sandbox ---------------------------------------------------------------------------------------
+# --- 2. the sandbox runners: the small CNN, its CPU reference, a LEMUR model, concurrent processes ------
 
-def _run_runner(module: str, root: Path, timeout: float) -> tuple[float, str]:
-    """`python -m sandbox.<phase>` with the sandbox's paths under `root`; (wall seconds, output tail).
-    Raises RuntimeError naming the exit status and the runner's error on a failure."""
+def _start_runner(module: str, root: Path) -> subprocess.Popen[bytes]:
+    """`python -m sandbox.<phase>` with the sandbox's paths under `root`, its output in `root/<module>.log`."""
     from contracts.sandbox import JOB_FILE
 
     env = {**os.environ, "NASLOOP_SANDBOX_ROOT": str(root),
            "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", module, str(root / "job" / JOB_FILE)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    seconds = time.perf_counter() - started
-    tail = (done.stdout + done.stderr)[-3000:]
-    if done.returncode != 0:
+    with (root / f"{module}.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", module, str(root / "job" / JOB_FILE)], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def _finish_runner(process: subprocess.Popen[bytes], module: str, root: Path, timeout: float) -> None:
+    """Wait for a runner; RuntimeError naming the exit status and the runner's error on a failure."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{module} did not finish within {timeout:.0f} s (killed)") from None
+    if process.returncode != 0:
         status = root / "out" / "status.json"
         error = status.read_text()[-2000:] if status.is_file() else ""
-        raise RuntimeError(f"{module} exited {done.returncode}: {error}\n{tail}")
-    return seconds, tail
+        tail = (root / f"{module}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{module} exited {process.returncode}: {error}\n{tail}")
 
 
-def _sandbox_once(check: Check, root: Path, train: tuple[Any, Any], test: tuple[Any, Any]) -> dict[str, Any]:
+def _run_runner(module: str, root: Path, timeout: float) -> float:
+    """One runner from start to end; its wall seconds."""
+    started = time.perf_counter()
+    _finish_runner(_start_runner(module, root), module, root, timeout)
+    return time.perf_counter() - started
+
+
+def _threads(device: str) -> int:
+    """Torch threads of one runner: the paper profile's cpus = 4 per container on CUDA, every CPU on the CPU."""
+    return 4 if device == "cuda" else max(1, os.cpu_count() or 1)
+
+
+def _cifar(check: Check) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """The training and test splits every sandbox section uses (the same for the same size)."""
+    return synthetic_cifar(1, check.sizes.train_images), synthetic_cifar(2, check.sizes.test_images)
+
+
+def _prepare_train(root: Path, source: bytes, train: tuple[Any, Any], device: str, threads: int) -> None:
+    """A fresh `root` holding the training phase's job (one epoch at batch 16, seed 0), candidate and data."""
     import numpy as np
 
-    from contracts.sandbox import (CANDIDATE_FILE, JOB_FILE, LOGITS_FILE, PREDICT_IMAGES, TRAIN_IMAGES,
-                                   TRAIN_LABELS, TRAIN_REPORT_FILE, WEIGHTS_FILE, PredictJob, TrainJob)
+    from contracts.sandbox import CANDIDATE_FILE, JOB_FILE, TRAIN_IMAGES, TRAIN_LABELS, TrainJob
 
     if root.exists():
         shutil.rmtree(root)
-    job_dir, data_dir, out_dir = root / "job", root / "data", root / "out"
-    for d in (job_dir, data_dir, out_dir):
-        d.mkdir(parents=True)
-    shutil.copyfile(CANDIDATE, job_dir / CANDIDATE_FILE)
-    np.save(data_dir / TRAIN_IMAGES, train[0])
-    np.save(data_dir / TRAIN_LABELS, train[1])
-    threads = 4 if check.cuda else max(1, os.cpu_count() or 1)  # the paper profile's cpus = 4 per container
+    for d in ("job", "data", "out"):
+        (root / d).mkdir(parents=True)
+    (root / "job" / CANDIDATE_FILE).write_bytes(source)
+    np.save(root / "data" / TRAIN_IMAGES, train[0])
+    np.save(root / "data" / TRAIN_LABELS, train[1])
     write_job(TrainJob(in_shape=[1, 3, 32, 32], num_classes=10, prm=PRM, param_budget=PARAM_BUDGET, batch_size=16,
                        seed=0, crop_padding=4, horizontal_flip=True, mean=CIFAR_MEAN, std=CIFAR_STD,
-                       device=check.device, threads=threads), job_dir / JOB_FILE)
-    train_wall, _ = _run_runner("sandbox.train", root, timeout=600)
+                       device=device, threads=threads), root / "job" / JOB_FILE)
+
+
+def _sandbox_once(check: Check, root: Path, source: bytes, train: tuple[Any, Any], test: tuple[Any, Any],
+                  device: str) -> dict[str, Any]:
+    """Train `source` one epoch and predict the test images on `device`, each phase a fresh runner
+    process as each container is; the accuracy scored here from the logits."""
+    import numpy as np
+
+    from contracts.sandbox import (JOB_FILE, LOGITS_FILE, PREDICT_IMAGES, TRAIN_IMAGES, TRAIN_LABELS,
+                                   TRAIN_REPORT_FILE, WEIGHTS_FILE, PredictJob)
+
+    threads = _threads(device)
+    _prepare_train(root, source, train, device, threads)
+    job_dir, data_dir, out_dir = root / "job", root / "data", root / "out"
+    train_wall = _run_runner("sandbox.train", root, check.timeout(600))
     report = json.loads((out_dir / TRAIN_REPORT_FILE).read_text())
     weights = out_dir / WEIGHTS_FILE
     weights_sha = hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -366,36 +369,44 @@ def _sandbox_once(check: Check, root: Path, train: tuple[Any, Any], test: tuple[
         (data_dir / name).unlink()
     np.save(data_dir / PREDICT_IMAGES, test[0])
     write_job(PredictJob(in_shape=[1, 3, 32, 32], num_classes=10, prm=PRM, seed=0, mean=CIFAR_MEAN, std=CIFAR_STD,
-                         device=check.device, threads=threads, batch_size=1000), job_dir / JOB_FILE)
-    predict_wall, _ = _run_runner("sandbox.predict", root, timeout=300)
+                         device=device, threads=threads, batch_size=1000), job_dir / JOB_FILE)
+    predict_wall = _run_runner("sandbox.predict", root, check.timeout(300))
     logits = np.load(out_dir / LOGITS_FILE, allow_pickle=False)
     if logits.shape != (len(test[1]), 10):
         raise CheckFailed(f"logits of shape {logits.shape}, expected {(len(test[1]), 10)}")
     accuracy = float((logits.argmax(1) == test[1]).mean())
     learn = float(report["learn_seconds"])
-    return {"accuracy": accuracy, "params": int(report["params"]), "learn_seconds": round(learn, 3),
+    return {"device": device, "threads": threads, "accuracy": accuracy, "params": int(report["params"]),
+            "learn_seconds": round(learn, 3),
             "images_per_second": round(len(train[1]) / learn, 1) if learn > 0 else None,
             "train_wall_seconds": round(train_wall, 2), "predict_wall_seconds": round(predict_wall, 2),
             "weights_sha256": weights_sha, "logits": logits}
+
+
+def _without_logits(run: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in run.items() if key != "logits"}
+
+
+def _accuracy_is_a_number(accuracy: float) -> bool:
+    return isinstance(accuracy, float) and math.isfinite(accuracy) and 0.0 <= accuracy <= 1.0
 
 
 def section_sandbox(check: Check) -> dict[str, Any]:
     import numpy as np
 
     s = check.sizes
-    train = synthetic_cifar(1, s.train_images)
-    test = synthetic_cifar(2, s.test_images)
+    train, test = _cifar(check)
+    source = CANDIDATE.read_bytes()
     runs = []
     for attempt in (1, 2):
         say(f"  run {attempt}/2: sandbox.train + sandbox.predict on {check.device}, {s.train_images} images, batch 16")
-        run = _sandbox_once(check, check.workdir / f"sandbox-{attempt}", train, test)
+        run = _sandbox_once(check, check.workdir / f"sandbox-{attempt}", source, train, test, check.device)
         say(f"    epoch {run['learn_seconds']} s ({run['images_per_second']} images/s), accuracy {run['accuracy']:.4f}, "
             f"wall: train {run['train_wall_seconds']} s, predict {run['predict_wall_seconds']} s")
         runs.append(run)
     first, second = runs
+    check.small_cnn_run = first
     max_logit_diff = float(np.abs(first["logits"] - second["logits"]).max())
-    for run in runs:
-        del run["logits"]
     accuracy = first["accuracy"]
     mean_learn = (first["learn_seconds"] + second["learn_seconds"]) / 2
     return {
@@ -405,16 +416,160 @@ def section_sandbox(check: Check) -> dict[str, Any]:
         "seconds_per_epoch": round(mean_learn, 3),
         "images_per_second": round(s.train_images / mean_learn, 1) if mean_learn > 0 else None,
         "accuracy": accuracy,
-        "runs": runs,
+        "runs": [_without_logits(run) for run in runs],
         "findings": {
             "same_accuracy_same_seed": first["accuracy"] == second["accuracy"],
             "identical_weights_same_seed": first["weights_sha256"] == second["weights_sha256"],
             "max_logit_difference": max_logit_diff,
             "above_chance": accuracy > 0.2,
         },
-        "checks": {"accuracy_is_a_number": isinstance(accuracy, float) and math.isfinite(accuracy)
-                   and 0.0 <= accuracy <= 1.0,
+        "checks": {"accuracy_is_a_number": _accuracy_is_a_number(accuracy),
                    "params_within_budget": 0 < first["params"] <= PARAM_BUDGET},
+    }
+
+
+def section_cpu_reference(check: Check) -> dict[str, Any]:
+    """The small CNN once more on the CPU (same seed, data and batch): the device path's accuracy
+    beside the CPU path's. Equal within noise is a finding, not a check: CUDA's kernels differ from
+    the CPU's in rounding, and one epoch amplifies that into a different trajectory."""
+    import numpy as np
+
+    s = check.sizes
+    train, test = _cifar(check)
+    source = CANDIDATE.read_bytes()
+    device_run = check.small_cnn_run
+    if device_run is None:
+        say(f"  no run of the sandbox section to compare with: training once on {check.device} first")
+        device_run = _sandbox_once(check, check.workdir / "reference-device", source, train, test, check.device)
+    say(f"  sandbox.train + sandbox.predict on cpu ({_threads('cpu')} threads), {s.train_images} images, batch 16")
+    cpu_run = _sandbox_once(check, check.workdir / "reference-cpu", source, train, test, "cpu")
+    difference = device_run["accuracy"] - cpu_run["accuracy"]
+    p = cpu_run["accuracy"]
+    # Three standard errors of the difference of two accuracies measured on the same number of test images.
+    noise = 3 * math.sqrt(2 * p * (1 - p) / s.test_images)
+    agreement = float((device_run["logits"].argmax(1) == cpu_run["logits"].argmax(1)).mean())
+    say(f"    accuracy: device path ({check.device}) {device_run['accuracy']:.4f}, CPU path {cpu_run['accuracy']:.4f}, "
+        f"difference {difference:+.4f} (noise bound {noise:.4f}); same prediction on {agreement:.1%} of the test "
+        f"images; epoch: device path {device_run['learn_seconds']} s, CPU path {cpu_run['learn_seconds']} s")
+    result: dict[str, Any] = {
+        "device": check.device, "train_images": s.train_images, "test_images": s.test_images, "batch_size": 16,
+        "device_accuracy": device_run["accuracy"], "cpu_accuracy": cpu_run["accuracy"],
+        "accuracy_difference": round(difference, 4), "noise_bound": round(noise, 4),
+        "prediction_agreement": round(agreement, 4),
+        "device_seconds_per_epoch": device_run["learn_seconds"], "cpu_seconds_per_epoch": cpu_run["learn_seconds"],
+        "cpu_run": _without_logits(cpu_run),
+        "findings": {"within_noise": abs(difference) <= noise,
+                     "max_logit_difference": float(np.abs(device_run["logits"] - cpu_run["logits"]).max())},
+        "checks": {"cpu_accuracy_is_a_number": _accuracy_is_a_number(cpu_run["accuracy"])},
+    }
+    if not check.cuda:
+        result["note"] = "--device cpu: the device path is the CPU path, so this compares it with itself"
+    return result
+
+
+def lemur_program(path: Path) -> tuple[str, str]:
+    """(name, code) of the first of LEMUR_MODELS in a LEMUR export (JSON Lines, gzip or plain)."""
+    found: dict[str, str] = {}
+    for _, item in read_jsonl(path):
+        if isinstance(item, dict) and item.get("name") in LEMUR_MODELS and isinstance(item.get("code"), str):
+            found[item["name"]] = item["code"]
+    for name in LEMUR_MODELS:
+        if name in found:
+            return name, found[name]
+    raise CheckFailed(f"none of {', '.join(LEMUR_MODELS)} is in {path.name}")
+
+
+def section_lemur(check: Check) -> dict[str, Any]:
+    """A LEMUR program (in the parameter budget, runnable at 3x32x32) through the same runners."""
+    if not check.lemur.is_file():
+        raise SectionSkipped(f"no LEMUR export at --lemur {check.lemur} (pass the LEMUR image-classification "
+                             "JSON Lines file, e.g. lemur-img-classification.jsonl.gz)")
+    s = check.sizes
+    name, code = lemur_program(check.lemur)
+    train, test = _cifar(check)
+    say(f"  {name} from {check.lemur.name}: sandbox.train + sandbox.predict on {check.device}, "
+        f"{s.train_images} images, batch 16")
+    run = _without_logits(_sandbox_once(check, check.workdir / "lemur", code.encode(), train, test, check.device))
+    say(f"    {run['params']:,} parameters; epoch {run['learn_seconds']} s ({run['images_per_second']} images/s), "
+        f"accuracy {run['accuracy']:.4f}")
+    return {
+        "file": check.lemur.name, "model": name, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+        "train_images": s.train_images, "test_images": s.test_images, "batch_size": 16, "epochs": 1,
+        "params": run["params"], "seconds_per_epoch": run["learn_seconds"],
+        "images_per_second": run["images_per_second"], "accuracy": run["accuracy"], "run": run,
+        "findings": {"above_chance": run["accuracy"] > 0.2},
+        "checks": {"accuracy_is_a_number": _accuracy_is_a_number(run["accuracy"]),
+                   "params_within_budget": 0 < run["params"] <= PARAM_BUDGET},
+    }
+
+
+def _concurrent_epochs(check: Check, template: Path, level_dir: Path, processes: int) -> tuple[list[float], float]:
+    """`processes` training runners at once, each with its own output directory and the template's
+    job and data (linked); (each one's epoch seconds, wall seconds from the first start to the last end)."""
+    from contracts.sandbox import TRAIN_REPORT_FILE
+
+    shutil.rmtree(level_dir, ignore_errors=True)
+    roots = []
+    for i in range(processes):
+        root = level_dir / f"process-{i}"
+        (root / "out").mkdir(parents=True)
+        for shared in ("job", "data"):
+            (root / shared).symlink_to(template / shared, target_is_directory=True)
+        roots.append(root)
+    started = time.perf_counter()
+    running = [_start_runner("sandbox.train", root) for root in roots]
+    try:
+        for process, root in zip(running, roots):
+            _finish_runner(process, "sandbox.train", root, check.timeout(600))
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    wall = time.perf_counter() - started
+    return [float(json.loads((root / "out" / TRAIN_REPORT_FILE).read_text())["learn_seconds"]) for root in roots], wall
+
+
+def section_concurrency(check: Check) -> dict[str, Any]:
+    """1, 2, 4, 8 `sandbox.train` processes at once on one device (the small CNN, one epoch each):
+    seconds per epoch of each, total images/s (processes x images over the slowest epoch, the epochs
+    running side by side), speedup against one process. A level that the time budget cannot take
+    (estimated from the previous level's wall time) is skipped with the reason."""
+    s = check.sizes
+    train, _ = _cifar(check)
+    source = CANDIDATE.read_bytes()
+    cpus = os.cpu_count() or 1
+    levels: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    previous: tuple[int, float] | None = None
+    for n in s.concurrency_levels:
+        if previous is not None:
+            estimate = previous[1] * n / previous[0]
+            if check.remaining() < estimate:
+                skipped[str(n)] = (f"time budget: {check.remaining():.0f} s left, {n} processes estimated at "
+                                   f"{estimate:.0f} s from {previous[0]} process(es) taking {previous[1]:.0f} s")
+                say(f"  {n} processes: skipped ({skipped[str(n)]})")
+                continue
+        threads = max(1, min(_threads(check.device), cpus // n))
+        template = check.workdir / "concurrency" / "template"
+        _prepare_train(template, source, train, check.device, threads)
+        epochs, wall = _concurrent_epochs(check, template, check.workdir / "concurrency" / f"level-{n}", n)
+        total = n * s.train_images / max(epochs)
+        one = levels["1"]["images_per_second_total"] if "1" in levels else (total if n == 1 else None)
+        levels[str(n)] = {
+            "processes": n, "threads_per_process": threads, "seconds_per_epoch": [round(e, 3) for e in epochs],
+            "seconds_per_epoch_mean": round(sum(epochs) / n, 3), "seconds_per_epoch_max": round(max(epochs), 3),
+            "images_per_second_total": round(total, 1), "speedup_vs_1": round(total / one, 3) if one else None,
+            "wall_seconds": round(wall, 2),
+        }
+        previous = (n, wall)
+        say(f"  {n} process(es), {threads} thread(s) each: epoch {levels[str(n)]['seconds_per_epoch_mean']} s mean, "
+            f"{levels[str(n)]['seconds_per_epoch_max']} s slowest; {levels[str(n)]['images_per_second_total']} "
+            f"images/s in all (x{levels[str(n)]['speedup_vs_1']} against 1); wall {wall:.1f} s")
+    return {
+        "candidate": str(CANDIDATE.relative_to(REPO)), "train_images_per_process": s.train_images, "batch_size": 16,
+        "levels": levels, "skipped_levels": skipped,
+        "checks": {"one_process_level_ran": "1" in levels},
     }
 
 
@@ -558,7 +713,8 @@ def section_finetune(check: Check) -> dict[str, Any]:
         "steps": meta.steps, "examples": meta.corpus.trained_examples, "requested_optimizer": optimizer,
         "bitsandbytes_imports": has_bnb, "bitsandbytes_error": bnb_error, "optimizer_error": optimizer_error,
         "effective_precision": meta.effective_precision, "effective_optimizer": meta.effective_optimizer,
-        "fallbacks": meta.fallbacks, "gradient_checkpointing": meta.hyperparameters.gradient_checkpointing,
+        "fallbacks": meta.fallbacks, "kernels": meta.kernels,
+        "gradient_checkpointing": meta.hyperparameters.gradient_checkpointing,
         "lora_r": meta.hyperparameters.lora_r,
         "trainable_parameters": meta.trainable_parameters, "lora_targets": meta.lora_targets,
         "mean_loss_before": _round(meta.mean_loss_before, 5), "mean_loss_after": _round(meta.mean_loss_after, 5),
@@ -646,7 +802,8 @@ def section_memory(check: Check) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[Check], dict[str, Any]]] = {
-    "environment": section_environment, "sandbox": section_sandbox, "generation": section_generation,
+    "environment": section_environment, "sandbox": section_sandbox, "cpu_reference": section_cpu_reference,
+    "lemur": section_lemur, "concurrency": section_concurrency, "generation": section_generation,
     "finetune": section_finetune, "memory": section_memory,
 }
 
@@ -659,6 +816,26 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def run_section(name: str, check: Check) -> dict[str, Any]:
+    """One section's entry: its results and status ("ok", "failed" or "skipped" with the reason)."""
+    allowance = ALLOWANCE[name]
+    if allowance and check.remaining() < allowance:  # allowance 0: cheap, always runs
+        return {"status": "skipped", "reason": f"time budget: {max(0.0, check.remaining()):.0f} s left, "
+                                              f"this section is allowed {allowance} s"}
+    try:
+        entry = {"status": "ok", **RUNNERS[name](check)}
+    except SectionSkipped as skip:
+        return {"status": "skipped", "reason": str(skip)}
+    except Exception as exc:  # noqa: BLE001  a section's failure is recorded, the others still run
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[-4000:],
+                "traceback": traceback.format_exc()[-6000:]}
+    failed = [key for key, passed in entry.get("checks", {}).items() if not passed]
+    if failed:
+        entry["status"] = "failed"
+        entry["error"] = f"check(s) failed: {', '.join(failed)}"
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="nasloop's GPU check (see the module docstring)")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -666,6 +843,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="work per section [default: full on cuda, small on cpu]")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--lemur", type=Path, default=LEMUR_EXPORT,
+                        help="LEMUR export for the lemur section [../shared/data/lemur/"
+                             "lemur-img-classification.jsonl.gz next to the repository; absent: skipped]")
+    parser.add_argument("--budget", type=float, default=BUDGET_SECONDS,
+                        help=f"seconds for the whole check: a section is skipped when less than its "
+                             f"allowance is left [{BUDGET_SECONDS}]")
     parser.add_argument("--out", type=Path, default=Path("bench-results/gpu-check.json"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the scratch files in this directory")
     args = parser.parse_args(argv)
@@ -679,11 +862,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="nasloop-gpu-check-")) if args.keep is None else args.keep
     scratch.mkdir(parents=True, exist_ok=True)
-    check = Check(args.device, sizes, size_name, scratch)
+    check = Check(args.device, sizes, size_name, scratch, args.lemur, started + args.budget)
     results: dict[str, Any] = {
         "schema": SCHEMA, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": args.device, "size": size_name, "sizes": asdict(sizes), "git_commit": _git_commit(),
-        "argv": sys.argv[1:] if argv is None else argv, "sections": {}, "failed_sections": [],
+        "argv": sys.argv[1:] if argv is None else argv, "budget_seconds": args.budget, "allowance_seconds": ALLOWANCE,
+        "sections": {}, "section_seconds": {}, "failed_sections": [], "skipped_sections": {},
         "ok": None, "total_seconds": None, "host_only_modules_imported": None,
     }
 
@@ -691,30 +875,26 @@ def main(argv: list[str] | None = None) -> int:
         results["total_seconds"] = round(time.perf_counter() - started, 2)
         atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
 
-    say(f"nasloop GPU check: device {args.device}, size {size_name}, sections {', '.join(sections)} -> {args.out}")
+    say(f"nasloop GPU check: device {args.device}, size {size_name}, sections {', '.join(sections)}, budget "
+        f"{args.budget:.0f} s -> {args.out}")
     try:
         for name in sections:
             say(f"== {name}")
             section_started = time.perf_counter()
-            entry: dict[str, Any]
-            try:
-                entry = {"status": "ok", **RUNNERS[name](check)}
-                failed = [key for key, passed in entry.get("checks", {}).items() if not passed]
-                if failed:
-                    entry["status"] = "failed"
-                    entry["error"] = f"check(s) failed: {', '.join(failed)}"
-            except Exception as exc:  # noqa: BLE001  a section's failure is recorded, the others still run
-                entry = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[-4000:],
-                         "traceback": traceback.format_exc()[-6000:]}
+            entry = run_section(name, check)
             entry["seconds"] = round(time.perf_counter() - section_started, 2)
             for finding, value in entry.get("findings", {}).items():
                 if value is False:
                     say(f"  note: {finding} is false")
+            detail = entry.get("error") or entry.get("reason")
             say(f"  {name}: {entry['status'].upper()} ({entry['seconds']} s)"
-                + (f": {entry['error'].splitlines()[0]}" if entry.get("error") else ""))
+                + (f": {detail.splitlines()[0]}" if detail else ""))
             results["sections"][name] = entry
-            if entry["status"] != "ok":
+            results["section_seconds"][name] = entry["seconds"]
+            if entry["status"] == "failed":
                 results["failed_sections"].append(name)
+            elif entry["status"] == "skipped":
+                results["skipped_sections"][name] = entry["reason"]
             save()
     finally:
         results["host_only_modules_imported"] = sorted(
@@ -723,7 +903,9 @@ def main(argv: list[str] | None = None) -> int:
         save()
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    say(f"== {'all sections passed' if results['ok'] else 'FAILED: ' + ', '.join(results['failed_sections'])}"
+    skipped = f" ({len(results['skipped_sections'])} skipped: {', '.join(results['skipped_sections'])})" \
+        if results["skipped_sections"] else ""
+    say(f"== {'all sections passed' + skipped if results['ok'] else 'FAILED: ' + ', '.join(results['failed_sections'])}"
         f" in {results['total_seconds']} s; results in {args.out}")
     return 0 if results["ok"] else 1
 

@@ -4,13 +4,14 @@ The host writes a job (`GenerateJob`, `FinetuneJob`) with `contracts.jobfile.wri
 `python -m llm.generate JOB.json` or `accelerate launch -m llm.finetune JOB.json` reads it and writes
 its results into the job's output directory: `samples.jsonl` (one `Sample` a line) and
 `generation.json`, or an adapter directory with `nasloop-adapter.json` (`AdapterMetadata`). Paths in a
-job are as the container sees them. Standard library only.
+job are as the container sees them. The LLM service (`contracts.service`) runs the same jobs with the
+same outputs. Standard library only.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,18 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 JOB_KINDS = (GenerateJob, FinetuneJob)
 
 
+def generate_command(python: str, job_path: str) -> list[str]:
+    """The one-shot generation entry point."""
+    return [python, "-m", "llm.generate", job_path]
+
+
+def finetune_command(python: str, job_path: str) -> list[str]:
+    """The fine-tuning entry point: one process (the paper fine-tunes on one GPU); accelerate still
+    owns device placement and precision."""
+    return [python, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+            "--dynamo_backend", "no", "--mixed_precision", "no", "-m", "llm.finetune", job_path]
+
+
 @dataclass(frozen=True)
 class Sample:
     """One line of `samples.jsonl`."""
@@ -181,6 +194,9 @@ class AdapterMetadata:
     wall_seconds: float
     libraries: dict[str, str | None]
     adapter_sha256: str | None
+    # The fused or fast kernels the fine-tune used on CUDA, e.g. {"attention": "sdpa", "optimizer":
+    # "adamw_torch_fused"}; empty on the CPU (and in adapters written before it was recorded).
+    kernels: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,11 @@
   falls back to float32 and `adamw_torch` (bf16 autocast is slow and bitsandbytes' paged optimisers
   need CUDA); each fallback is printed and recorded (`effective_precision`, `effective_optimizer`,
   `fallbacks`). Gradient checkpointing as the profile says (recorded with the hyperparameters).
+- On CUDA the fused kernels the pinned libraries offer for the same computation (`kernel_settings`:
+  PyTorch's fused AdamW when the optimizer is AdamW, scaled-dot-product attention), recorded as
+  `kernels` in the metadata; the CPU path is unchanged.
+- Nothing is padded: the collator pads a batch to its longest example only, and the profile's batch is
+  one example.
 - The adapter is written to `<output_dir>.partial` and renamed to `output_dir` only when complete, with
   `nasloop-adapter.json` beside the weights: base model and revision, parent adapter, corpus hash and
   size, hyperparameters, loss curve, wall time, library versions. A failed job leaves no `output_dir`
@@ -148,6 +153,29 @@ def effective_settings(precision: str, optimizer: str, cuda: bool, bf16_supporte
     return precision, optimizer, notes
 
 
+def kernel_settings(optimizer: str, cuda: bool) -> tuple[str, dict[str, str]]:
+    """(optimizer, kernels): on CUDA the fused or fast kernels the pinned libraries offer for the same
+    computation: PyTorch's fused AdamW (one kernel for all parameters) when the optimizer is AdamW, and
+    PyTorch's scaled-dot-product attention (flash or memory-efficient kernels); bitsandbytes' paged
+    8-bit AdamW is already a fused CUDA kernel. On the CPU nothing changes (an empty record)."""
+    if not cuda:
+        return optimizer, {}
+    if optimizer == "adamw_torch":
+        optimizer = "adamw_torch_fused"
+    return optimizer, {"attention": "sdpa", "optimizer": optimizer}
+
+
+def checkpointing_arguments(enabled: bool) -> dict[str, Any]:
+    """TrainingArguments for gradient checkpointing under the name this transformers knows:
+    `activation_checkpointing` in the default image's 5.24, `gradient_checkpointing` in older releases
+    such as the 5.19 of the vLLM image."""
+    from transformers import TrainingArguments
+
+    name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing")
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False} if enabled else None}
+
+
 def _settings_for(job: FinetuneJob, cuda: bool) -> tuple[str, str, list[str]]:
     import torch
 
@@ -192,6 +220,7 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
     device = models.resolve_device(job.device)
     cuda = device.type == "cuda"
     precision, optimizer, fallbacks = _settings_for(job, cuda)
+    optimizer, kernels = kernel_settings(optimizer, cuda)
     for note in fallbacks:
         print(f"finetune: {note}", file=sys.stderr)
 
@@ -218,7 +247,9 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
     print(f"model: loading {job.model} ({precision}, {optimizer}) (downloading it first if it is not cached)",
           file=sys.stderr, flush=True)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    base = models.load_model(job.model, device, dtype=dtype)
+    base = models.load_model(job.model, device, dtype=dtype, attn_implementation=kernels.get("attention"))
+    if kernels:  # what the model really runs with
+        kernels["attention"] = str(getattr(base.config, "_attn_implementation", kernels["attention"]))
     identity = models.model_identity(job.model, base)
     targets = resolve_targets(base, hp.target_modules)
     parent_meta = None
@@ -264,8 +295,7 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
         weight_decay=hp.weight_decay,
         max_grad_norm=hp.max_grad_norm,
         optim=optimizer,
-        activation_checkpointing=hp.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if hp.gradient_checkpointing else None,
+        **checkpointing_arguments(hp.gradient_checkpointing),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not cuda,
@@ -323,6 +353,7 @@ def run(job: FinetuneJob) -> AdapterMetadata | None:
             wall_seconds=round(time.perf_counter() - started, 2),
             libraries=models.library_versions(),
             adapter_sha256=file_sha256(weights) if weights.is_file() else None,
+            kernels=kernels,
         )
         atomic_write_text(staging / ADAPTER_METADATA_FILE, json.dumps(metadata.as_dict(), indent=2) + "\n")
         staging.rename(out)  # the adapter appears complete or not at all

@@ -4,8 +4,9 @@ Writes `samples.jsonl` (one sample a line, appended as each finishes and flushed
 keeps what it finished) and, at the end, `generation.json` (totals, timing, decode work, model
 revision, library versions). Run again on the same job it resumes: finished samples are kept and the
 others drawn with their own seeds (continuous batching: each sample is seeded from its index; static
-batching: finished batches are kept, each seeded from its first index). Exit status: 0 done, 2 bad job
-or missing model, 1 anything else.
+batching: finished batches are kept, each seeded from its first index). The LLM service
+(`llm.serve`) runs the same `draw` on a model it keeps loaded. Exit status: 0 done, 2 bad job or
+missing model, 1 anything else.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from contracts.files import atomic_write_text, jsonl_line
 from contracts.jobfile import read_job
 from contracts.llm import GENERATION_SUMMARY_FILE, SAMPLES_FILE, GenerateJob, Sample, read_samples
+from llm.sampling import SampleRequest, SamplingBackend
 
 
 def _finished_samples(output_dir: Path, num_samples: int) -> list[Sample]:
@@ -42,18 +44,35 @@ def _finished_batches(output_dir: Path, batch_size: int) -> list[Sample]:
     return kept
 
 
-def run(job: GenerateJob) -> dict[str, Any]:
-    from llm.sampling import SampleRequest, make_backend
+def load_backend(job: GenerateJob, keep_base: bool = False) -> SamplingBackend:
+    """The job's backend with its model loaded and its adapter applied."""
+    from llm.sampling import make_backend
 
+    print(f"model: loading {job.model}" + (f" with adapter {job.adapter}" if job.adapter else "")
+          + " (downloading it first if it is not cached)", file=sys.stderr, flush=True)
+    return make_backend(job.backend, job.model, job.decoding, job.batch_size, adapter=job.adapter,
+                        device=job.device, max_lora_rank=job.max_lora_rank, batching=job.batching,
+                        keep_base=keep_base)
+
+
+def run(job: GenerateJob) -> dict[str, Any]:
+    """The one-shot entry point: load the model, draw the job's samples, release the model."""
+    start = time.perf_counter()
+    backend = load_backend(job)
+    try:
+        return draw(backend, job, load_seconds=time.perf_counter() - start)
+    finally:
+        backend.close()
+
+
+def draw(backend: SamplingBackend, job: GenerateJob, load_seconds: float,
+         extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Draw the job's samples with a loaded backend (its adapter already the job's) into the job's
+    output directory, keeping what an earlier, interrupted run finished; write and return the summary
+    (with `extra` added)."""
     out = Path(job.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / SAMPLES_FILE
-    print(f"model: loading {job.model}" + (f" with adapter {job.adapter}" if job.adapter else "")
-          + " (downloading it first if it is not cached)", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    backend = make_backend(job.backend, job.model, job.decoding, job.batch_size, adapter=job.adapter,
-                           device=job.device, max_lora_rank=job.max_lora_rank, batching=job.batching)
-    load_seconds = time.perf_counter() - start
     static = job.batching == "static" and job.backend == "transformers"
     kept = (_finished_batches(out, getattr(backend, "batch_size", job.batch_size)) if static
             else _finished_samples(out, job.num_samples))
@@ -61,6 +80,8 @@ def run(job: GenerateJob) -> dict[str, Any]:
     (out / GENERATION_SUMMARY_FILE).unlink(missing_ok=True)
     drawn = 0
     tokens = 0
+    counters = getattr(backend, "counters", None)
+    rows_before = (counters.computed, counters.useful) if counters is not None else (0, 0)
     sampling_started = time.perf_counter()
     if len(kept) < job.num_samples:
         done = frozenset(s.index for s in kept)
@@ -92,11 +113,11 @@ def run(job: GenerateJob) -> dict[str, Any]:
         "sample_seconds": round(time.perf_counter() - sampling_started, 3),
         "completion_tokens": tokens,
         "tokens_per_second": round(tokens / (time.perf_counter() - sampling_started), 1) if drawn else None,
-        "decode_rows": getattr(getattr(backend, "counters", None), "computed", None),
-        "useful_decode_rows": getattr(getattr(backend, "counters", None), "useful", None),
+        "decode_rows": counters.computed - rows_before[0] if counters is not None else None,
+        "useful_decode_rows": counters.useful - rows_before[1] if counters is not None else None,
         "libraries": library_versions(),
+        **(extra or {}),
     }
-    backend.close()
     atomic_write_text(out / GENERATION_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 

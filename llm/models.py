@@ -71,10 +71,13 @@ def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(model: str, device: torch.device, dtype: torch.dtype | None = None) -> PreTrainedModel:
+def load_model(model: str, device: torch.device, dtype: torch.dtype | None = None,
+               attn_implementation: str | None = None) -> PreTrainedModel:
+    """The base model on `device`; `attn_implementation` ("sdpa", ...) when given, else transformers' default."""
     _check_reference(model)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype or default_dtype(device))
+        loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype or default_dtype(device), **extra)
     except (OSError, ValueError) as exc:
         raise _not_found(model, exc) from exc
     return loaded.to(device)
@@ -120,6 +123,15 @@ def library_versions() -> dict[str, str | None]:
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
     """The prompt text in the model's own chat template, ending where the assistant's answer starts."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
+    """The prompt as token ids, built once by the model's own chat template, ending where the
+    assistant's answer starts. Every backend is given these ids, never the text: the template already
+    holds the BOS token, and a backend that tokenized the text again with special tokens (vLLM does for
+    text prompts) would add a second one."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+    return [int(i) for i in ids]
 
 
 def kv_bytes_per_token(model: PreTrainedModel) -> int:

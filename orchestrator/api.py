@@ -4,7 +4,9 @@
 
 - `evaluate_files(paths, config, workdir)` / `check_files(...)`: untrusted programs through the
   evaluation protocol (or the validity checks alone) in hardened containers -> `EvaluationResult`s.
-- `run_cycles(workdir, config, profile, cycles, ablations)`: the loop, resumable.
+- `run_cycles(workdir, config, profile, cycles, ablations)`: the loop, resumable. Where candidates run
+  is the config's `[executor]` (e.g. `load_config("paper", overrides={"executor": {"kind": "ray",
+  "address": "HEAD:6379"}})`), for `evaluate_files` and `check_files` too.
 - `experiment_status(session)` / `export_rows(session)`: read an experiment database
   (`open_database(workdir)`), as `nasloop status` and `nasloop export` do.
 - `write_report(grouped_records, settings, out)`: the paper's tables and figures.

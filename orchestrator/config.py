@@ -157,6 +157,18 @@ class CycleConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """Where candidates' containers run: this machine's Docker daemon, or the nodes of a Ray cluster."""
+
+    kind: str  # "local" or "ray"
+    address: str  # the Ray cluster to join: "auto" (the one `ray start` made on this machine) or HOST:PORT
+    # Ray resources each candidate phase reserves besides its CPUs (evaluation.cpus), memory (evaluation.memory)
+    # and, on CUDA, its share of a GPU (1 / evaluation.jobs_per_gpu)
+    resources: dict[str, float]
+    retries: int  # runs of a phase again on another node after its node or Ray worker died
+
+
+@dataclass(frozen=True)
 class Ablations:
     """The paper's ablations of the full method; each is its own experiment."""
 
@@ -182,15 +194,22 @@ class ExperimentConfig:
     cycle: CycleConfig
     tiny_model: TinyModelConfig | None  # only in profiles that use it (smoke): not part of the paper
     grammar: GrammarConfig | None  # only in profiles seeded by the grammar (mini): not part of the paper
+    executor: ExecutorConfig
     raw: dict[str, Any] = field(compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
-        """Hash of the fully resolved configuration (what an experiment records)."""
-        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
+        """Hash of the fully resolved configuration (what an experiment records), less the sections
+        that say where it runs, not what it is: an experiment may move between executors and resume."""
+        identity = {section: value for section, value in self.raw.items() if section not in PLACEMENT_SECTIONS}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
+
+# Sections that say where an experiment runs, not what it is: recorded, but not part of its hash.
+PLACEMENT_SECTIONS = frozenset({"executor"})
 
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("executor", "kind"): ("local", "ray"),
     ("data", "dataset"): ("cifar10", "fashion-mnist", "mnist", "synthetic"),
     ("evaluation", "device"): ("cpu", "cuda"),
     ("generation", "backend"): ("transformers", "vllm"),
@@ -224,6 +243,12 @@ def _check_value(value: Any, expected: Any, where: str) -> Any:
         if type(value) is not expected:
             raise ConfigError(f"{where}: expected {expected.__name__}, got {value!r}")
         return value
+    if typing.get_origin(expected) is dict:
+        key_type, value_type = typing.get_args(expected)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return {_check_value(k, key_type, f"{where} key"): _check_value(v, value_type, f"{where}.{k}")
+                for k, v in value.items()}
     if typing.get_origin(expected) is list:
         (item_type,) = typing.get_args(expected)
         if not isinstance(value, list):
@@ -359,6 +384,8 @@ def _validate_ranges(sections: dict[str, Any]) -> None:
         ("generation.candidates_per_cycle", sections["generation"].candidates_per_cycle >= 1),
         ("cycle.cycles", sections["cycle"].cycles >= 1),
         ("cycle.min_selected", sections["cycle"].min_selected >= 0),
+        ("executor.retries", sections["executor"].retries >= 0),
+        ("executor.resources", all(v > 0 for v in sections["executor"].resources.values())),
         ("cycle.max_candidates_per_cycle",
          sections["cycle"].max_candidates_per_cycle >= sections["generation"].candidates_per_cycle),
     ]

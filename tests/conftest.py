@@ -8,6 +8,9 @@ in which case they fail: CI must never pass by skipping the sandbox.
 NASLOOP_TEST_POSTGRES_URL (e.g. postgresql+psycopg://nasloop:nasloop@127.0.0.1/nasloop_test; the
 role needs CREATE on that database); each test gets a schema of its own there, dropped afterwards.
 Without the variable the PostgreSQL variants skip, unless NASLOOP_REQUIRE_POSTGRES=1 (CI sets it).
+
+`ray_cluster` is a Ray cluster of two nodes on this machine, started once for the session; without
+Ray its tests skip, unless NASLOOP_REQUIRE_RAY=1 (CI sets it).
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +87,16 @@ def leftovers(client) -> list[str]:  # type: ignore[no-untyped-def]
         owner = labels.get(OWNER_LABEL, "")
         return owner == ours or not _owner_alive(owner)
 
+    def described(name: str, labels: dict[str, str], state: str) -> str:
+        """The name with what tells where it came from (a failing assertion shows it)."""
+        keys = ("org.nasloop.role", "org.nasloop.phase", OWNER_LABEL)
+        return f"{name} ({state}; " + ", ".join(f"{k.rsplit('.', 1)[1]}={labels.get(k, '-')}" for k in keys) + ")"
+
     managed = {"label": f"{MANAGED_LABEL}=1"}
-    return ([c.name for c in client.containers.list(all=True, filters=managed) if left(c.labels)]
-            + [v.name for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])
+    return ([described(c.name, c.labels, c.status)
+             for c in client.containers.list(all=True, filters=managed, ignore_removed=True) if left(c.labels)]
+            + [described(v.name, v.attrs.get("Labels") or {}, "volume")
+               for v in client.volumes.list(filters=managed) if left(v.attrs.get("Labels") or {})])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -116,3 +130,50 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    cluster: Any  # ray.cluster_utils.Cluster
+    address: str  # its head's GCS address, for ray.init or --ray-address
+    secret: str  # in its workers' environment, which no container may see
+    env: dict[str, str]  # the environment a driver process needs to join it (nasloop cycle --executor ray)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Two Ray nodes on this machine, each its own raylet with 1 CPU and its own resource (node_a,
+    node_b). Their workers import this checkout and hold a secret in their environment; everything of
+    Ray lives in a temporary directory of its own (short: Ray's socket paths are capped), and the
+    nodes' processes are killed at the end (never `ray stop`, which would stop every Ray here)."""
+    try:
+        from ray.cluster_utils import Cluster
+    except ImportError as exc:
+        if os.environ.get("NASLOOP_REQUIRE_RAY") == "1":
+            pytest.fail(f"NASLOOP_REQUIRE_RAY=1 but Ray cannot be imported: {exc}")
+        pytest.skip(f"Ray is not installed ({exc}): pip install 'nasloop[ray]'")
+    temp = tempfile.mkdtemp(prefix="nlray-")
+    secret = secrets.token_hex(8)
+    env = {"RAY_TMPDIR": temp, "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    saved = {key: os.environ.get(key) for key in [*env, "NASLOOP_TEST_SECRET"]}
+    os.environ.update(env, NASLOOP_TEST_SECRET=secret)
+    started = None
+    try:
+        started = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "resources": {"node_a": 1}, "include_dashboard": False,
+            # A lost node is noticed within about 3 s rather than 15.
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+        started.add_node(num_cpus=1, resources={"node_b": 1})
+        started.wait_for_nodes()
+        os.environ.pop("NASLOOP_TEST_SECRET")  # the nodes have it; later drivers need not
+        yield RayCluster(started, started.address, secret, {**os.environ, **env})
+    finally:
+        if started is not None:
+            started.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(temp, ignore_errors=True)

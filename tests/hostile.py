@@ -306,6 +306,12 @@ CASES = [
         open('/out/status.json', 'w').write(json.dumps({{'failure': 'params_over_budget', 'error': 'fake'}}))
         os._exit(3)
         """),
+    # The exit status is the candidate's to choose: ending with the runner's budget status records that
+    # kind (marked as decided in the sandbox), which can only ever fail the candidate itself.
+    Case("exit_with_a_runner_status", "params_over_budget", at_import="""
+        import os
+        os._exit(14)
+        """),
     # --- legitimate programs that must stay valid ---
     Case("lazy_linear", "ok", in_init="""
         self.fc = nn.LazyLinear(out_shape[0])

@@ -43,7 +43,7 @@ CHECK_EXPECT = {
     "replaced_counter": "params_over_budget", "lying_parameter_subclass": "params_over_budget",
     "hidden_submodule": "params_over_budget", "capacity_in_buffers": "params_over_budget",
     "batchnorm_near_budget": "ok", "lazy_linear": "ok", "overridden_state_methods": "ok",
-    "forged_budget_failure_kind": "crash",
+    "forged_budget_failure_kind": "crash", "exit_with_a_runner_status": "params_over_budget",
 }
 # torchvision is not in the sandbox image; GoogLeNet reads a hyperparameter the protocol does not give.
 LEMUR_BROKEN = {"ResNet": "import", "GoogLeNet": "instantiate"}

@@ -117,3 +117,31 @@ def test_the_generation_prompt_states_the_datas_shape() -> None:
     assert (task.dataset, task.channels, task.height, task.width) == ("MNIST", 1, 28, 28)
     assert prompt_check_protocol(load_config("mini")).in_shape == [1, 1, 28, 28]
     assert prompt_check_protocol(load_config("paper")).in_shape == [1, 3, 32, 32]
+
+
+def test_the_executor_is_validated_and_not_part_of_the_experiments_identity(tmp_path: Path) -> None:
+    local = load_config("smoke")
+    assert (local.executor.kind, local.executor.address, local.executor.resources) == ("local", "auto", {})
+    path = tmp_path / "ray.toml"
+    path.write_text('[executor]\nkind = "ray"\naddress = "10.0.0.1:6379"\nresources = {nasloop = 1}\n')
+    on_ray = load_config("smoke", path)
+    assert on_ray.executor.kind == "ray" and on_ray.executor.resources == {"nasloop": 1.0}
+    assert on_ray.raw["executor"]["kind"] == "ray"  # recorded,
+    assert on_ray.sha256 == local.sha256  # but an experiment may move between executors and resume
+    for text, message in [('[executor]\nkind = "slurm"\n', "executor.kind: 'slurm' is not one of local, ray"),
+                          ("[executor]\nresources = {gpu = 'one'}\n", "executor.resources.gpu: expected a number"),
+                          ("[executor]\nresources = {gpu = 0}\n", "executor.resources: value out of range"),
+                          ("[executor]\nretries = -1\n", "executor.retries: value out of range")]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config("smoke", path)
+        assert message in str(info.value)
+
+
+def test_executor_options_override_the_profile() -> None:
+    from orchestrator.commands.common import executor_overrides
+
+    assert executor_overrides(None, None) == {}
+    overrides = executor_overrides("ray", "10.0.0.1:6379")
+    assert overrides == {"executor": {"kind": "ray", "address": "10.0.0.1:6379"}}
+    assert load_config("smoke", None, overrides).executor.address == "10.0.0.1:6379"

@@ -159,6 +159,10 @@ def test_two_cycles_end_to_end(workspace) -> None:  # type: ignore[no-untyped-de
     _invoke("export", "--experiment", name, str(out), "--workdir", str(workdir))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and all(set(EXPORT_FIELDS) <= set(row) for row in rows)
+    # The host's own count of every valid candidate's weights file travels with it.
+    valid_rows = [row for row in rows if row["valid"]]
+    assert valid_rows and all(row["weights_elements"] >= row["params"] > 0 for row in valid_rows)
+    assert all(row["holdout_gap"] == round(row["accuracy"] - row["holdout_accuracy"], 6) for row in valid_rows)
     report = json.loads(_invoke("report", "--workdir", str(workdir), "--experiment", name, "--json",
                                 "--out", str(workdir / "report")))
     assert [c["n_gen"] for c in report["cycles"]] == [3, 3]
@@ -217,6 +221,53 @@ def test_sigkill_during_evaluation_then_resume(workspace, docker_client) -> None
     with db.transaction() as session:
         assert len(session.scalar(select(Experiment).where(Experiment.name == "killed")).cycles) == 1
     db.close()
+
+
+def _export(workdir: Path, name: str) -> list[dict]:  # type: ignore[type-arg]
+    out = workdir / f"export-{name}.jsonl"
+    _invoke("export", "--experiment", name, str(out), "--workdir", str(workdir))
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_a_cycle_on_ray_resumes_after_its_head_is_killed_and_equals_the_local_one(  # type: ignore[no-untyped-def]
+        workspace, ray_cluster, docker_client) -> None:
+    """`nasloop cycle --executor ray` on the session's two Ray nodes, its head SIGKILLed during evaluation
+    and the command run again: its first cycle equals the local executor's (same seeds), apart from
+    timings and node names. The local reference is the first cycle of `e2e` (run here if that test
+    did not run)."""
+    workdir, config = workspace
+    selection = ("--no-novelty", "--no-threshold")
+    db = open_database(workdir)
+    with db.transaction() as session:
+        reference = "e2e" if session.scalar(select(Experiment).where(Experiment.name == "e2e")) else "local-1"
+    db.close()
+    if reference == "local-1":
+        result = subprocess.run(_cycle_command(workdir, config, "--until", "1", "--experiment", reference, *selection),
+                                capture_output=True, text=True, timeout=1500)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    command = _cycle_command(workdir, config, "--until", "1", "--experiment", "on-ray", *selection, "--executor", "ray",
+                             "--ray-address", ray_cluster.address)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ray_cluster.env,
+                               start_new_session=True)
+    try:
+        _poll_db(workdir, "SELECT sum(c.artefacts IS NOT NULL) >= 1 AND sum(c.outcome IS NULL) >= 1 "
+                          "FROM candidates c JOIN cycles ON cycles.id = c.cycle_id "
+                          "JOIN experiments e ON e.id = cycles.experiment_id WHERE e.name = 'on-ray'",
+                 process, 1200)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500, env=ray_cluster.env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Ray cluster at" in result.stdout
+    local = [row for row in _export(workdir, reference) if row["cycle"] == 1]
+    on_ray = _export(workdir, "on-ray")
+    assert len(on_ray) == len(local) == 3
+    differ = {"experiment", "train_seconds", "predict_seconds", "node"}
+    for a, b in zip(local, on_ray):
+        assert {k: v for k, v in a.items() if k not in differ} == {k: v for k, v in b.items() if k not in differ}
+        assert b["node"] == "" or " ray:" in b["node"], b["node"]  # "": failed before any container
+    assert leftovers(docker_client) == []
 
 
 def test_second_cycle_process_on_a_workspace_refuses(workspace) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -113,6 +114,45 @@ def test_refuses_a_missing_or_older_database(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(DashboardError, match=f"revision {previous}.*nasloop status"):
         open_readonly(tmp_path)
+
+
+def test_ctrl_c_stops_the_server_cleanly_with_connections_open(tmp_path: Path) -> None:
+    """Ctrl-C with requests in flight and an idle connection (a browser's preconnect): exit 0, in seconds."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'nasloop.db'}")
+    upgrade(engine, "head")
+    engine.dispose()
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "dashboard", "--workdir",
+                                    str(tmp_path), "--port", "0"], stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{match[1]}/"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200 and response.headers["Connection"] == "close"
+        idle = socket.create_connection(("127.0.0.1", int(match[1])))  # sends nothing
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            pending = [pool.submit(urllib.request.urlopen, url + "api/experiments", timeout=30) for _ in range(16)]
+            time.sleep(0.05)
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0, log.read_text()
+            assert time.monotonic() - started < 20, log.read_text()
+            for future in pending:  # each either answered in full or was refused: none cut off mid-way
+                try:
+                    with future.result() as response:
+                        json.load(response)
+                except OSError:
+                    pass
+        idle.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log.read_text() and "Fatal Python error" not in log.read_text()
 
 
 # --- a real two-cycle smoke run, watched while it runs -------------------------------------------

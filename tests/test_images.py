@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+
 from orchestrator.commands.images import parse_build_args
 from orchestrator.containers.client import ImageError
 from orchestrator.containers.images import BuildConfig
 from orchestrator.containers.wheelhouse import ImagePython, _pip_download, image_torch, requested_packages, torchvision_for
+from tests.conftest import leftovers
 
 BOOKWORM = ImagePython(python="3.11", machine="x86_64", glibc="2.36", torch=None, cuda=None)
 
@@ -97,11 +99,12 @@ def test_gpu_preflight_names_what_to_install_where_docker_has_no_gpu_runtime(doc
         pytest.skip("this Docker has the NVIDIA runtime")
     with pytest.raises(InfraError, match="NVIDIA Container Toolkit"):
         preflight(docker_client, sandbox_image.id, "all")
+    assert leftovers(docker_client) == []  # the probe Docker could not start is gone too
     assert "driver is older" in explain("CUDA driver version is insufficient for CUDA runtime version", "12.4")
 
 
 @pytest.mark.docker
-def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(tmp_path: Path) -> None:
+def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
     from orchestrator.cli import main
@@ -110,3 +113,41 @@ def test_evaluate_on_cuda_without_a_gpu_runtime_is_an_infrastructure_error(tmp_p
     result = CliRunner().invoke(main, ["evaluate", "--profile", "paper", "--dataset", "synthetic", "--workdir",
                                        str(tmp_path), str(candidate)])
     assert result.exit_code != 0 and "NVIDIA Container Toolkit" in result.output, result.output
+    assert leftovers(docker_client) == []
+
+
+class _NoImageNoRegistry:
+    """A Docker client without any image and without a registry to pull from."""
+
+    def __init__(self) -> None:
+        self.pulls: list[str] = []
+        self.images = self
+
+    def get(self, name: str) -> None:
+        import docker.errors
+
+        raise docker.errors.ImageNotFound(f"No such image: {name}")
+
+    def pull(self, repository: str, tag: str = "latest") -> None:
+        import docker.errors
+
+        self.pulls.append(f"{repository}:{tag}")
+        raise docker.errors.APIError("Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup "
+                                     "registry-1.docker.io: no such host")
+
+
+def test_without_root_a_registry_or_a_local_base_the_error_names_both_ways() -> None:
+    from orchestrator.containers.base import REGISTRY_BASE_IMAGE, choose_base_image
+    from orchestrator.containers.images import DEFAULT_BASE_IMAGE
+
+    client = _NoImageNoRegistry()
+    said: list[str] = []
+    with pytest.raises(ImageError) as raised:
+        choose_base_image(client, None, say=said.append, is_root=False)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert client.pulls == [REGISTRY_BASE_IMAGE]  # the registry was tried, once
+    assert f"{REGISTRY_BASE_IMAGE} cannot be pulled (" in message and "no such host" in message
+    assert f"{DEFAULT_BASE_IMAGE} does not exist" in message
+    assert "docker pull" in message and "BASE_IMAGE=" in message  # one way: a registry
+    assert "sudo bash images/base/build.sh" in message  # the other: root builds the local base once
+    assert said == []  # and nothing was built

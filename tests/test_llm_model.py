@@ -328,6 +328,38 @@ def test_finetune_rejects_unknown_targets_an_existing_output_and_a_mismatched_pa
                                                       workspace["root"] / "x").hyperparameters)
 
 
+def test_finetune_on_cuda_never_falls_back_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the profile's optimizer and precision run, or the job stops naming what is missing."""
+    import torch
+
+    from llm.finetune import FinetuneError, _settings_for, effective_settings
+
+    with pytest.raises(FinetuneError, match="paged_adamw_8bit needs bitsandbytes.*optimizer = \"adamw_torch\""):
+        effective_settings("bf16", "paged_adamw_8bit", cuda=True, bf16_supported=True, bitsandbytes=False)
+    with pytest.raises(FinetuneError, match="bf16 needs a GPU that supports it"):
+        effective_settings("bf16", "adamw_torch", cuda=True, bf16_supported=False, bitsandbytes=True)
+    assert effective_settings("bf16", "paged_adamw_8bit", cuda=True, bf16_supported=True,
+                              bitsandbytes=True) == ("bf16", "paged_adamw_8bit", [])
+    # The job's own probe: bitsandbytes that does not import (here: blocked) is the same clear error.
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    job = type("Job", (), {"hyperparameters": type("HP", (), {"precision": "bf16", "optimizer": "paged_adamw_8bit"})})
+    with pytest.raises(FinetuneError, match="needs bitsandbytes, which does not import here"):
+        _settings_for(job, cuda=True)  # type: ignore[arg-type]
+
+
+def test_finetune_on_the_cpu_falls_back_explicitly_and_says_so() -> None:
+    from llm.finetune import effective_settings
+
+    precision, optimizer, notes = effective_settings("bf16", "paged_adamw_8bit", cuda=False, bf16_supported=False,
+                                                     bitsandbytes=True)
+    assert (precision, optimizer) == ("fp32", "adamw_torch")
+    assert notes == ["precision bf16 -> fp32 on CPU",
+                     "optimizer paged_adamw_8bit -> adamw_torch on CPU (bitsandbytes' paged 8-bit optimisers need CUDA)"]
+    assert effective_settings("fp32", "adamw_torch", cuda=False, bf16_supported=False,
+                              bitsandbytes=False) == ("fp32", "adamw_torch", [])  # nothing to fall back from
+
+
 def test_missing_tiny_model_and_offline_hub_model_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(llm_jobs.LLMRunError, match="nasloop llm tiny-model"):
         llm_jobs.resolve_model("tiny", tmp_path)

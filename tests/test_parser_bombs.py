@@ -1,12 +1,17 @@
 """Candidate bytes built to break the host's parsers, each through its own `nasloop evaluate` (so a
 crash of the host cannot hide behind another file's result): the command must finish normally and
-record the candidate's failure. Plus the pool's own guarantees: an unexpected exception is one
-candidate's failure, never the run's, and an `oom` under `jobs > 1` is re-run alone."""
+record the candidate's failure. Plus the pool's own guarantees (orchestrator/evaluation/run.py, no
+containers): an unexpected exception is one candidate's failure, never the run's, an `oom` under
+`jobs > 1` is re-run alone, candidates are spread over the GPUs no more than `per_gpu` at a time on
+each, and the profile is fitted to the machine (`cpus` capped to the daemon's CPUs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,8 @@ from click.testing import CliRunner
 from orchestrator.cli import main
 from orchestrator.containers.client import InfraError
 from orchestrator.evaluation.result import EvaluationResult, Submission
-from orchestrator.evaluation.run import evaluate_many
+from orchestrator.config import load_config
+from orchestrator.evaluation.run import Placement, evaluate_many, fit_to_machine
 from tests.hostile import Case
 
 BOMBS = {
@@ -131,3 +137,70 @@ def test_an_oom_beside_neighbours_is_run_again_alone_before_it_is_recorded() -> 
     assert "again when evaluated alone" in results[2].error
     single = ScriptedEvaluator({0: ["oom"]})
     assert evaluate_many(single, _submissions(1), jobs=1)[0].failure == "oom"  # alone already: no rerun
+
+
+class PlacedEvaluator:
+    """A stand-in that records on which GPU each candidate ran and how many ran at once on each."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.running: Counter[int | None] = Counter()
+        self.peak: Counter[int | None] = Counter()
+        self.peak_total = 0
+
+    def evaluate(self, submission: Submission, gpu: int | None = None) -> EvaluationResult:
+        with self.lock:
+            self.running[gpu] += 1
+            self.peak[gpu] = max(self.peak[gpu], self.running[gpu])
+            self.peak_total = max(self.peak_total, sum(self.running.values()))
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running[gpu] -= 1
+        result = EvaluationResult(key=submission.key, name=submission.name, sha256="x")
+        result.valid, result.gpu = True, gpu  # as the Evaluator records the GPU it was given
+        return result
+
+
+def test_candidates_are_spread_over_the_gpus_never_more_than_per_gpu_at_once() -> None:
+    placement = Placement(gpus=(0, 1), per_gpu=2)
+    assert placement.slots() == [0, 1, 0, 1] and placement.per_device == 2  # interleaved: two use both GPUs
+    evaluator = PlacedEvaluator(seconds=0.3)
+    results = evaluate_many(evaluator, _submissions(10), placement)
+    assert [r.key for r in results] == list(range(10)) and all(r.valid for r in results)
+    assert Counter(r.gpu for r in results).keys() == {0, 1}  # each result records its GPU; both were used
+    assert evaluator.peak == {0: 2, 1: 2} and evaluator.peak_total == 4  # full, never more than per_gpu
+    pair = PlacedEvaluator(seconds=0.3)
+    assert sorted(r.gpu for r in evaluate_many(pair, _submissions(2), placement)) == [0, 1]
+    cpu = PlacedEvaluator(seconds=0.05)
+    assert {r.gpu for r in evaluate_many(cpu, _submissions(4), 2)} == {None} and cpu.peak_total == 2
+
+
+class _Daemon:
+    """What fit_to_machine reads of a Docker connection: the daemon's CPU count."""
+
+    def __init__(self, cpus: int) -> None:
+        self.client = self
+        self.images = {"sandbox": type("Image", (), {"id": "sha256:sandbox"})()}
+        self.cpus = cpus
+
+    def info(self) -> dict[str, int]:
+        return {"NCPU": self.cpus}
+
+
+def test_the_profiles_cpus_are_capped_to_the_machine_with_a_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("orchestrator.evaluation.run.piped_core_notice", lambda: None)  # the host's own notice
+    smoke = load_config("smoke")
+    wide = dataclasses.replace(smoke, evaluation=dataclasses.replace(smoke.evaluation, cpus=8.0))
+    said: list[str] = []
+    fitted, placement = fit_to_machine(wide, _Daemon(2), said.append)  # type: ignore[arg-type]
+    assert fitted.evaluation.cpus == 2.0 and placement == Placement(jobs=smoke.evaluation.jobs)
+    assert said == ["note: evaluation.cpus = 8.0 but this machine has 2 CPU(s): using 2"]
+    said.clear()
+    fitted, _ = fit_to_machine(smoke, _Daemon(16), said.append)  # type: ignore[arg-type]
+    assert fitted.evaluation == smoke.evaluation and said == []  # it fits: unchanged, nothing said
+    # On CUDA the preflight's GPUs become the placement, jobs_per_gpu on each.
+    monkeypatch.setattr("orchestrator.evaluation.run.preflight", lambda client, image, gpus: [0, 1])
+    cuda = dataclasses.replace(smoke, evaluation=dataclasses.replace(smoke.evaluation, device="cuda", jobs_per_gpu=3))
+    _, placement = fit_to_machine(cuda, _Daemon(16), said.append)  # type: ignore[arg-type]
+    assert placement == Placement(gpus=(0, 1), per_gpu=3)

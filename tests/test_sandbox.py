@@ -32,13 +32,15 @@ HANG_TIMEOUT = 10.0
 
 
 def _evaluate(client, image, workdir: Path, dataset: str, sources: list[tuple[str, bytes]],  # type: ignore[no-untyped-def]
-              timeout_s: float = 60.0, jobs: int = 2, cpus: float = 1.0, warm: bool = True) -> list[EvaluationResult]:
+              timeout_s: float = 60.0, jobs: int = 2, cpus: float = 1.0, warm: bool = True,
+              executor=None) -> list[EvaluationResult]:
     config = load_config("smoke")
     evaluation = replace(config.evaluation, train_timeout_s=timeout_s, predict_timeout_s=timeout_s,
                          memory="1g", cpus=cpus, jobs=jobs, warm_containers=warm)
     prepared = _prepared(dataset, workdir)
     with scoring_set(prepared, workdir / "scratch") as scoring, \
-            Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring, pool_size=jobs) as evaluator:
+            Evaluator(client, image, prepared, evaluation, workdir / "artefacts", scoring, pool_size=jobs,
+                      executor=executor) as evaluator:
         return evaluate_many(evaluator, [Submission(i, source, name) for i, (name, source) in enumerate(sources)], jobs)
 
 
@@ -107,6 +109,14 @@ def test_faked_results_do_not_change_the_score(hostile_results) -> None:  # type
     # It did not train, monkeypatched torch/numpy and printed 99%: its score is the host's, near chance.
     assert results["monkeypatch_and_fake_accuracy"].accuracy < 0.3
     assert results["benign"].accuracy > 0.3
+    # Its own state_dict/load_state_dict return nothing: the runner's unbound calls saved and loaded the
+    # real weights all the same, so it holds what benign holds and scores as a trained model.
+    overridden, benign = results["overridden_state_methods"], results["benign"]
+    assert overridden.weights_elements == benign.weights_elements and overridden.accuracy > 0.3
+    # A kind read from the exit status is marked as the sandbox's word; the host's own decisions are not.
+    assert results["exit_with_a_runner_status"].provenance["failure"] == "sandbox"
+    assert results["out_fill"].provenance["failure"] == "host"
+    assert results["replaced_counter"].provenance["failure"] == "host"
 
 
 def test_host_is_intact_after_the_hostile_suite(hostile_results, docker_client) -> None:  # type: ignore[no-untyped-def]

@@ -43,6 +43,26 @@ def db_url_option(func: F) -> F:
                         help="SQLAlchemy database URL [default: sqlite file <workdir>/nasloop.db].")(func)
 
 
+def executor_options(func: F) -> F:
+    """`--executor local|ray` and `--ray-address ADDRESS`: where candidates' containers run."""
+    func = click.option("--ray-address", default=None,
+                        help='The Ray cluster to join with --executor ray: "auto" (started on this machine) or '
+                             "HOST:PORT of its head [default: the profile's executor.address].")(func)
+    return click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+                        help="Where candidates' containers run: this machine's Docker daemon, or the nodes of a Ray "
+                             "cluster [default: the profile's executor.kind].")(func)
+
+
+def executor_overrides(executor: str | None, ray_address: str | None) -> dict[str, Any]:
+    """The `[executor]` keys the options set, as config overrides."""
+    chosen: dict[str, Any] = {}
+    if executor is not None:
+        chosen["kind"] = executor
+    if ray_address is not None:
+        chosen["address"] = ray_address
+    return {"executor": chosen} if chosen else {}
+
+
 def load_profile(profile: str, config_file: Path | None,
                  overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """The resolved configuration, or a usage error naming the bad key."""

@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from contracts.files import write_jsonl_atomic
-from orchestrator.commands.common import (config_option, connect, db_url_option, load_profile, profile_option,
-                                         workdir_option)
+from orchestrator.commands.common import (config_option, connect, db_url_option, executor_options,
+                                         executor_overrides, load_profile, profile_option, workdir_option)
 from orchestrator.config import Ablations
 from orchestrator.containers.client import InfraError
 from orchestrator.data import DataError
@@ -36,15 +36,17 @@ from orchestrator.untrusted import printable
 @click.option("--no-threshold", is_flag=True, help="Ablation: select any valid, novel candidate.")
 @click.option("--no-iteration", is_flag=True,
               help="Ablation: fine-tune once on the initial corpus, then always sample from that adapter.")
+@executor_options
 @db_url_option
 @workdir_option
 def cycle(profile: str, config_file: Path | None, cycles: int | None, until: int | None, name: str | None,
-          no_novelty: bool, no_threshold: bool, no_iteration: bool, db_url: str | None, workdir: Path) -> None:
+          no_novelty: bool, no_threshold: bool, no_iteration: bool, executor: str | None, ray_address: str | None,
+          db_url: str | None, workdir: Path) -> None:
     """Run an experiment (created on first use) for --cycles more cycles or --until it has N:
     generate, evaluate, select, fine-tune. Interrupted runs resume where they stopped."""
     if cycles is not None and until is not None:
         raise click.UsageError("give --cycles (more cycles) or --until (a total), not both")
-    config = load_profile(profile, config_file)
+    config = load_profile(profile, config_file, executor_overrides(executor, ray_address))
     try:
         run_cycles(workdir, config, profile, None if until else (cycles or config.cycle.cycles),
                    Ablations(no_novelty, no_threshold, no_iteration), name=name, db_url=db_url, until=until)

@@ -7,10 +7,22 @@ import logging
 from pathlib import Path
 
 import click
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from orchestrator.commands.common import db_url_option, workdir_option
 from orchestrator.dashboard import DashboardError, create_app, open_readonly
+
+
+class _Handler(WSGIRequestHandler):
+    """One request per connection, and a connection that sends nothing is closed after `timeout` s.
+
+    With both, Ctrl-C can wait for every request in flight (non-daemon threads, joined in
+    `server_close`) and still ends in seconds, whatever a browser keeps open. A daemon request thread
+    cut off at interpreter exit (in sqlite or matplotlib's C++) aborts the process instead.
+    """
+
+    protocol_version = "HTTP/1.0"
+    timeout = 10
 
 
 def _loopback(host: str) -> bool:
@@ -40,7 +52,8 @@ def dashboard(db_url: str | None, workdir: Path, host: str, port: int) -> None:
     except DashboardError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        server = make_server(host, port, create_app(db), threaded=True)
+        server = make_server(host, port, create_app(db), threaded=True, request_handler=_Handler)
+        server.daemon_threads = False  # joined on close (socketserver's block_on_close)
     except OSError as exc:
         db.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None

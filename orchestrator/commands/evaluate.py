@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.commands.common import config_option, load_profile, profile_option, workdir_option
+from orchestrator.commands.common import (config_option, executor_options, executor_overrides, load_profile,
+                                         profile_option, workdir_option)
 from orchestrator.commands.data import data_dir_option
 from orchestrator.containers.client import ImageError, InfraError
 from orchestrator.data import DATASETS, DataError
@@ -37,13 +38,14 @@ from orchestrator.untrusted import printable
               help="Only the validity checks (contract, import, instantiation, parameter budget, dummy "
                    "forward) at the dataset's input shape: no training, no accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
+@executor_options
 @workdir_option
 def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None, profile: str,
              config_file: Path | None, timeout: float | None, memory: str | None, jobs: int | None,
-             check_only: bool, as_json: bool, workdir: Path) -> None:
+             check_only: bool, as_json: bool, executor: str | None, ray_address: str | None, workdir: Path) -> None:
     """Evaluate each FILE in hardened Docker containers: contract check, one training epoch,
     prediction, host-computed accuracy on the test split and the private hold-out."""
-    overrides: dict[str, Any] = {"evaluation": {}, "data": {}}
+    overrides: dict[str, Any] = {"evaluation": {}, "data": {}, **executor_overrides(executor, ray_address)}
     if timeout is not None:
         overrides["evaluation"].update(train_timeout_s=timeout, predict_timeout_s=timeout, check_timeout_s=timeout)
     if memory is not None:
@@ -57,18 +59,19 @@ def evaluate(files: tuple[Path, ...], dataset: str | None, data_dir: Path | None
     jobs_now = config.evaluation.jobs
 
     def started(runner: Evaluator | Checker) -> None:
+        at_once = f"{jobs_now} at a time" if runner.executor is None else "on the Ray cluster"
         if isinstance(runner, Checker):
             shape = "x".join(map(str, runner.protocol.in_shape[1:]))
             console.print(f"checking {len(files)} file(s) at {shape} with {runner.image.tag} "
-                          f"({runner.protocol.id}, {jobs_now} at a time)")
+                          f"({runner.protocol.id}, {at_once})")
         else:
             console.print(f"evaluating {len(files)} file(s) on {runner.protocol.dataset} with {runner.image.tag} "
-                          f"({runner.protocol.id}, {jobs_now} at a time)")
+                          f"({runner.protocol.id}, {at_once})")
 
     run = check_files if check_only else evaluate_files
     try:
         results = run(files, config, workdir, data_dir, on_start=started,  # type: ignore[operator]
-                      on_result=_print_json if as_json else None)
+                      on_result=_print_json if as_json else None, say=lambda m: console.print(m, markup=False))
     except ImageError as exc:
         raise click.ClickException(f"{exc}\nnothing was evaluated (program code never runs outside Docker)") from None
     except InfraError as exc:

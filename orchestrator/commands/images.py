@@ -3,7 +3,6 @@ images (what `make images` runs, in that order)."""
 
 from __future__ import annotations
 
-import json
 import shlex
 
 import click
@@ -13,7 +12,7 @@ from orchestrator.config import REPO_ROOT
 from orchestrator.containers import images as img
 from orchestrator.containers.base import choose_base_image
 from orchestrator.containers.client import ImageError, docker_client
-from orchestrator.containers.wheelhouse import TARGET_FILE, download
+from orchestrator.containers.wheelhouse import download, wheelhouse_build_args
 
 CHOSEN_BASE = REPO_ROOT / "build" / "base-image"
 
@@ -87,9 +86,8 @@ def wheelhouse(base_image: str | None, build_args_text: str) -> None:
 def build(base_image: str | None, build_args_text: str, items: tuple[str, ...], names: tuple[str, ...]) -> None:
     """Build NAMES (default: all images) for the current sources, base image and build arguments."""
     args = parse_build_args(build_args_text, items)
-    record = img.WHEELHOUSE / TARGET_FILE
-    if "TORCHVISION" not in args and record.is_file():  # as the wheelhouse resolved it
-        args["TORCHVISION"] = json.loads(record.read_text())["resolved_torchvision"]
+    for key, value in wheelhouse_build_args(img.WHEELHOUSE).items():  # as the wheelhouse was made
+        args.setdefault(key, value)
     config = img.BuildConfig(_chosen_base(base_image), args)
     try:
         client = _client()

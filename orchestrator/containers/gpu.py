@@ -10,10 +10,12 @@ import json
 import docker
 import docker.errors
 import docker.types
+import requests.exceptions
 
 from orchestrator.containers.client import InfraError
 from orchestrator.containers.labels import managed_labels
 
+PROBE_TIMEOUT_S = 300  # CUDA's first context on every GPU, with torch's import
 _PROBE = ("import json, torch\n"
           "ok = torch.cuda.is_available()\n"
           "names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if ok else []\n"
@@ -47,15 +49,29 @@ def explain(error: str, cuda: str | None = None) -> str:
 
 def preflight(client: docker.DockerClient, image: str, gpus: list[int] | str) -> list[int]:
     """Run the probe on `gpus`; the host indices of the GPUs candidates may use, or InfraError."""
+    container = None
     try:
-        output = client.containers.run(
+        # Created, started and removed step by step: where Docker cannot start it (no GPU runtime),
+        # the created container must not be left behind.
+        container = client.containers.create(
             image, ["python3", "-c", _PROBE], device_requests=[device_request(gpus)], network_mode="none",
             read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"], labels=managed_labels("preflight"),
-            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}, remove=True, stdout=True, stderr=True)
-    except docker.errors.ContainerError as exc:
-        raise InfraError(f"GPU preflight: {explain((exc.stderr or b'').decode(errors='replace'))}") from None
+            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"})
+        container.start()
+        status = int(container.wait(timeout=PROBE_TIMEOUT_S)["StatusCode"])
+        output = container.logs(stdout=True, stderr=True)
     except docker.errors.APIError as exc:
         raise InfraError(f"GPU preflight: {explain(str(exc))}") from None
+    except requests.exceptions.RequestException as exc:
+        raise InfraError(f"GPU preflight: the probe did not finish in {PROBE_TIMEOUT_S} s ({exc})") from None
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+    if status != 0:
+        raise InfraError(f"GPU preflight: {explain(output.decode(errors='replace'))}")
     lines = [line for line in output.decode(errors="replace").splitlines() if line.startswith("NASLOOP-GPU ")]
     if not lines:
         raise InfraError(f"GPU preflight: {explain(output.decode(errors='replace'))}")

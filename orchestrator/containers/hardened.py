@@ -95,6 +95,25 @@ class PhaseOutcome:
     log_tail: str  # untrusted text, trimmed and escaped
 
 
+CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
+
+
+def piped_core_notice(core_pattern: Path = CORE_PATTERN) -> str | None:
+    """A one-line notice when this kernel pipes core dumps to a helper (apport, systemd-coredump):
+    a candidate that lowers its own RLIMIT_CORE to 0 and crashes runs that helper as root on the
+    host. None when dumps go to a file or the pattern cannot be read."""
+    try:
+        pattern = core_pattern.read_text().strip()
+    except OSError:
+        return None
+    if not pattern.startswith("|"):
+        return None
+    helper = pattern[1:].split()[0] if pattern[1:].split() else "?"
+    return (f"note: kernel.core_pattern pipes core dumps to {helper}: a candidate that crashes on purpose "
+            "can make the kernel run it as root on this host; `sysctl kernel.core_pattern=core` (as root) "
+            "stops that (README: Residual risks)")
+
+
 def container_user() -> str:
     """Candidates run as uid 10001 under a root orchestrator, else as the calling user (so that the
     read-only job files of the workspace are readable whatever its permissions)."""
@@ -120,11 +139,12 @@ def _hardening(limits: Limits, user: str) -> dict[str, object]:
 class OutputVolume:
     """A tmpfs volume for one phase's /out, kept mounted by a keeper container until read back."""
 
-    def __init__(self, client: docker.DockerClient, image: str, limits: Limits, user: str) -> None:
+    def __init__(self, client: docker.DockerClient, image: str, limits: Limits, user: str,
+                 labels: dict[str, str]) -> None:
         uid, gid = user.split(":")
         self.max_bytes = limits.max_output_bytes
         self.keeper = None
-        self.volume = client.volumes.create(driver="local", labels=managed_labels("output"), driver_opts={
+        self.volume = client.volumes.create(driver="local", labels=managed_labels("output", **labels), driver_opts={
             "type": "tmpfs", "device": "tmpfs",
             "o": f"size={self.max_bytes},nr_inodes={MAX_OUTPUT_ENTRIES + 1},uid={uid},gid={gid},mode=0700"})
         try:
@@ -133,7 +153,7 @@ class OutputVolume:
             keeper_limits = Limits(timeout_s=limits.timeout_s, memory="64m", cpus=limits.cpus, pids=8,
                                    tmpfs_size="1m", max_output_bytes=limits.max_output_bytes)
             self.keeper = client.containers.create(
-                image, command=["sleep", "infinity"], labels=managed_labels("keeper"), mounts=[self.mount()],
+                image, command=["sleep", "infinity"], labels=managed_labels("keeper", **labels), mounts=[self.mount()],
                 environment={"HOME": "/tmp"}, detach=True, **_hardening(keeper_limits, user))
             self.keeper.start()
         except BaseException:
@@ -193,10 +213,17 @@ class OutputVolume:
     def remove(self) -> None:
         if self.keeper is not None:
             _remove(self.keeper)
-        try:
-            self.volume.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+            self.keeper = None
+        for attempt in range(5):
+            try:
+                self.volume.remove(force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:  # still held by the keeper the daemon is removing
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 class SandboxContainer:
@@ -218,7 +245,7 @@ class SandboxContainer:
         self.output: OutputVolume | None = None
         self.container: docker.models.containers.Container | None = None
         try:
-            self.output = OutputVolume(client, phase.image, limits, user)
+            self.output = OutputVolume(client, phase.image, limits, user, phase.labels)
             self.container = client.containers.create(
                 phase.image, command=phase.command, environment=environment, mounts=[*mounts, self.output.mount()],
                 labels=managed_labels("sandbox", **{"org.nasloop.phase": phase.name, **phase.labels}),
@@ -249,6 +276,11 @@ class SandboxContainer:
             return False
         finally:
             timer.cancel()
+
+    def kill(self) -> None:
+        """Kill the container (it stays until `run` or `remove`)."""
+        if self.container is not None:
+            _kill(self.container)
 
     def hand_over(self) -> None:
         """From waiting to running a candidate: the container gets its full CPU weight back."""
@@ -282,15 +314,22 @@ class SandboxContainer:
                             outputs=outputs, seconds=seconds, log_tail=printable_bytes(logs, _LOG_TAIL_CHARS))
 
     def remove(self) -> None:
-        try:
-            if self.container is not None:
+        """Remove the container and its output volume (both tried, whatever fails first)."""
+        errors = []
+        if self.container is not None:
+            try:
                 _remove(self.container)
                 self.container = None
-            if self.output is not None:
+            except docker.errors.DockerException as exc:
+                errors.append(exc)
+        if self.output is not None:
+            try:
                 self.output.remove()
                 self.output = None
-        except docker.errors.DockerException as exc:
-            raise InfraError(f"could not remove the {self.phase.name} container: {exc}") from None
+            except docker.errors.DockerException as exc:
+                errors.append(exc)
+        if errors:
+            raise InfraError(f"could not remove the {self.phase.name} container: {errors[0]}")
 
 
 def run_phase(client: docker.DockerClient, phase: Phase, limits: Limits) -> PhaseOutcome:
@@ -312,10 +351,18 @@ def _wait(container: docker.models.containers.Container, deadline: float) -> tup
 
 
 def _remove(container: docker.models.containers.Container) -> None:
-    try:
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
+    for attempt in range(5):
+        try:
+            container.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "already in progress" in str(exc):
+                return  # the daemon is removing it
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))  # e.g. a kill the daemon has not seen through yet
 
 
 def _kill(container: docker.models.containers.Container) -> None:

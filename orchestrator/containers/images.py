@@ -1,8 +1,8 @@
 """The Docker images nasloop runs, named by their content and their build.
 
 An image is built from its Dockerfile, its requirements and the packages baked into it (the
-sources), on a base image with build arguments and the wheels of the wheelhouse (the build). Its
-tag is `nasloop-<name>:<sources hash>-<build hash>`; the last build for the current sources is also
+sources), on a base image with the build arguments its Dockerfile declares and the wheels of the
+wheelhouse (the build). Its tag is `nasloop-<name>:<sources hash>-<build hash>`; the last build for the current sources is also
 tagged `nasloop-<name>:<sources hash>`, which is what `resolve` uses. So a result always records
 exactly which image (tag and image id) evaluated a candidate, a stale image is never used silently,
 and changing the base image, a build argument or a wheel rebuilds.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +48,12 @@ class ImageSpec:
     def tag(self) -> str:
         """The tag of the current build for these sources."""
         return f"nasloop-{self.name}:{self.source_hash()[:16]}"
+
+    def declared_args(self) -> set[str]:
+        """The build arguments its Dockerfile declares (`ARG NAME`): only these are passed to its build
+        and part of its identity, so an argument of one image never rebuilds another."""
+        text = (REPO_ROOT / self.dockerfile).read_text()
+        return set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text, flags=re.MULTILINE))
 
     def _files(self) -> list[str]:
         files = []
@@ -122,6 +129,8 @@ def build(client: docker.DockerClient, name: str, config: BuildConfig,
     """Build image `name` for the current sources with `config` (skipped when that build exists) and
     make it the current one for these sources."""
     spec = IMAGES[name]
+    declared = spec.declared_args()
+    config = BuildConfig(config.base_image, {k: v for k, v in config.build_args.items() if k in declared})
     source_hash = spec.source_hash()
     build_hash = config.fingerprint(client)
     current = spec.tag()
@@ -149,6 +158,23 @@ def build(client: docker.DockerClient, name: str, config: BuildConfig,
     repository, tag = current.split(":")
     image.tag(repository, tag)
     return ResolvedImage(tag=current, id=image.id)
+
+
+LLM_BACKEND_LABEL = "org.nasloop.llm-backend"  # set by images/llm/Dockerfile from its LLM_BACKEND argument
+
+
+def llm_backend_of(client: docker.DockerClient, image: str) -> str:
+    """The sampling backend the LLM image `image` (tag or id) was built for: transformers or vllm."""
+    labels = client.images.get(image).labels or {}
+    return labels.get(LLM_BACKEND_LABEL, "transformers")
+
+
+def require_llm_backend(client: docker.DockerClient, image: str, backend: str) -> None:
+    """ImageError unless the LLM image can run `backend` (the vLLM one runs both)."""
+    built = llm_backend_of(client, image)
+    if backend == "vllm" and built != "vllm":
+        raise ImageError(f"the profile's [generation] backend is vllm but the LLM image {image} was built "
+                         "without vLLM: run `make images LLM_BACKEND=vllm` (GPU only; see the README)")
 
 
 def image_build_config(client: docker.DockerClient, name: str) -> dict[str, str] | None:

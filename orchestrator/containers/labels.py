@@ -17,6 +17,7 @@ import docker.errors
 MANAGED_LABEL = "org.nasloop.managed"
 OWNER_LABEL = "org.nasloop.owner"
 ROLE_LABEL = "org.nasloop.role"
+GROUP_LABEL = "org.nasloop.group"  # the evaluator (launcher) that started a sandbox container
 
 
 def managed_labels(role: str, **extra: str) -> dict[str, str]:
@@ -52,17 +53,43 @@ def sweep_orphans(client: docker.DockerClient) -> int:
     process is gone. Returns how many containers were removed."""
     removed = 0
     managed = {"label": f"{MANAGED_LABEL}=1"}
-    for container in client.containers.list(all=True, filters=managed):
+    # Other runs' containers may go while this lists them (a sweep on each node of a cluster, say).
+    for container in client.containers.list(all=True, filters=managed, ignore_removed=True):
         if not _owner_alive(container.labels.get(OWNER_LABEL, "")):
             try:
                 container.remove(force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise  # 409: another sweep of the same daemon is removing it
     for volume in client.volumes.list(filters=managed):
         if not _owner_alive((volume.attrs.get("Labels") or {}).get(OWNER_LABEL, "")):
             try:
                 volume.remove(force=True)
             except (docker.errors.NotFound, docker.errors.APIError):
                 pass  # gone, or still held by a container being removed: the next sweep takes it
+    return removed
+
+
+def remove_group(client: docker.DockerClient, group: str) -> int:
+    """Remove every container and output volume of `group` (one evaluator's), whatever state they
+    are in: the backstop that runs when an evaluator closes, so that nothing it started outlives it
+    on any path. Returns how many containers were removed."""
+    removed = 0
+    labelled = {"label": f"{GROUP_LABEL}={group}"}
+    for container in client.containers.list(all=True, filters=labelled):
+        try:
+            container.remove(force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError:
+            pass  # already being removed by the daemon
+    for volume in client.volumes.list(filters=labelled):
+        try:
+            volume.remove(force=True)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            pass  # gone, or held by a container still being removed: the next sweep takes it
     return removed

@@ -57,8 +57,15 @@ class WarmPool:
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        if not container.wait_ready(READY_TIMEOUT_S):
-            outcome = container.run()
+        try:
+            ready = container.wait_ready(READY_TIMEOUT_S)
+            if not ready:
+                container.kill()  # it exited, or hangs before its candidate: nothing to wait for
+                outcome = container.run()
+        except BaseException:
+            _discard(container, job_dir)
+            raise
+        if not ready:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise InfraError(f"a {self.phase.name} container did not get ready ahead of its candidate "
                              f"(exit {outcome.exit_code}): {outcome.log_tail[-1000:]}")
@@ -96,5 +103,13 @@ class WarmPool:
             except queue.Empty:
                 break
             if isinstance(item, WarmContainer):
-                item.container.remove()
-                shutil.rmtree(item.job_dir, ignore_errors=True)
+                _discard(item.container, item.job_dir)
+
+
+def _discard(container: SandboxContainer, job_dir: Path) -> None:
+    """Remove a container nobody will run (its evaluator's group sweep is the backstop)."""
+    try:
+        container.remove()
+    except InfraError:
+        pass
+    shutil.rmtree(job_dir, ignore_errors=True)

@@ -4,7 +4,8 @@ base image's cp311 wheels.
 
 The base image is asked (one network-less `python3` run) for its Python version, machine, glibc
 and any torch it already has; `pip download --only-binary=:all: --python-version ... --platform
-...` then fetches exactly the packages the images install: the requirements files, or the
+...` then fetches exactly the packages the images install: the requirements files (for the LLM
+image the one its `LLM_BACKEND` build argument picks: `requirements-vllm.txt` for vllm), or the
 `SANDBOX_PACKAGES` / `LLM_PACKAGES` build arguments when a base image brings torch, plus
 torchvision (and pillow) matching the image's torch when `TORCHVISION` resolves to on (`auto`: on
 for a CUDA torch, off for a CPU one, whose PyPI torchvision does not match). A record of the target
@@ -34,6 +35,9 @@ from orchestrator.containers.images import WHEELHOUSE
 TARGET_FILE = "target.json"
 REQUIREMENTS = {"sandbox": REPO_ROOT / "images" / "sandbox" / "requirements.txt",
                 "llm": REPO_ROOT / "images" / "llm" / "requirements.txt"}
+# The LLM image's requirements per `LLM_BACKEND` build argument (its Dockerfile picks the same file).
+LLM_BACKEND_REQUIREMENTS = {"transformers": REPO_ROOT / "images" / "llm" / "requirements.txt",
+                            "vllm": REPO_ROOT / "images" / "llm" / "requirements-vllm.txt"}
 PACKAGE_ARGS = {"sandbox": "SANDBOX_PACKAGES", "llm": "LLM_PACKAGES"}
 _PROBE = ("import json, platform, sys\n"
           "info = {'python': '%d.%d' % sys.version_info[:2], 'machine': platform.machine(),"
@@ -67,6 +71,19 @@ class ImagePython:
         return flags + ["--platform", f"linux_{self.machine}"]
 
 
+def wheelhouse_build_args(wheelhouse: Path) -> dict[str, str]:
+    """The build arguments the wheelhouse was made for: TORCHVISION as resolved ("1" or "0") and,
+    when not the default, LLM_BACKEND; empty without a wheelhouse."""
+    record = wheelhouse / TARGET_FILE
+    if not record.is_file():
+        return {}
+    made = json.loads(record.read_text())
+    args = {"TORCHVISION": str(made["resolved_torchvision"])}
+    if "llm_backend" in made.get("target", {}):
+        args["LLM_BACKEND"] = str(made["target"]["llm_backend"])
+    return args
+
+
 def probe_base_image(client: docker.DockerClient, base_image: str) -> ImagePython:
     """Ask the base image (no network, removed afterwards) what Python it has."""
     try:
@@ -88,10 +105,23 @@ def torchvision_for(torch_version: str) -> str:
     return f"0.{int(match[1]) + 15}.{match[2]}"
 
 
+def llm_backend(build_args: dict[str, str]) -> str:
+    """The `LLM_BACKEND` build argument (default transformers), checked."""
+    backend = build_args.get("LLM_BACKEND") or "transformers"
+    if backend not in LLM_BACKEND_REQUIREMENTS:
+        raise ImageError(f"LLM_BACKEND must be one of {', '.join(LLM_BACKEND_REQUIREMENTS)}, not {backend!r}")
+    return backend
+
+
+def requirement_files(build_args: dict[str, str]) -> dict[str, Path]:
+    """The requirements file each image installs from with these build arguments."""
+    return {**REQUIREMENTS, "llm": LLM_BACKEND_REQUIREMENTS[llm_backend(build_args)]}
+
+
 def requested_packages(build_args: dict[str, str]) -> list[str]:
     """pip requirement arguments for every package the images install."""
     arguments: list[str] = ["pip"]
-    for image, requirements in REQUIREMENTS.items():
+    for image, requirements in requirement_files(build_args).items():
         override = build_args.get(PACKAGE_ARGS[image])
         arguments += shlex.split(override) if override else ["-r", str(requirements)]
     return arguments
@@ -115,13 +145,16 @@ def download(client: docker.DockerClient, base_image: str, build_args: dict[str,
     resolved to "1" or "0")."""
     python = probe_base_image(client, base_image)
     packages = requested_packages(build_args)
-    requirement_text = "".join(Path(p).read_text() for p in REQUIREMENTS.values())
+    backend = llm_backend(build_args)
+    requirement_text = "".join(Path(p).read_text() for p in requirement_files(build_args).values())
     target = {"python": asdict(python), "packages": packages, "torchvision": build_args.get("TORCHVISION", "auto"),
               "requirements": hashlib.sha256(requirement_text.encode()).hexdigest()}
+    if backend != "transformers":
+        target["llm_backend"] = backend  # (absent for the default: an existing wheelhouse stays valid)
     record = wheelhouse / TARGET_FILE
     if record.is_file() and json.loads(record.read_text()).get("target") == target:
         say(f"{wheelhouse} is up to date for Python {python.python} ({python.machine})")
-        return {**build_args, "TORCHVISION": json.loads(record.read_text())["resolved_torchvision"]}
+        return {**build_args, "TORCHVISION": wheelhouse_build_args(wheelhouse)["TORCHVISION"]}
     if wheelhouse.is_dir():
         shutil.rmtree(wheelhouse)  # another target: wheels for another Python must not linger
     wheelhouse.mkdir(parents=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,11 +25,9 @@ from orchestrator.report import tables
 from orchestrator.report.document import stats_document
 from orchestrator.report.records import CandidateRecord, RecordError, parse_record
 from orchestrator.report.stats import ExperimentStats, summarize_experiment
+from orchestrator.store.names import parse_candidate_name
 from orchestrator.store.readers import ExperimentStatus, experiment_status, export_rows
 from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment, Program
-
-# How the loop names a candidate in `nearest_train` / `nearest_gen` (`training_set.selected_code`).
-CANDIDATE_NAME = re.compile(r"cycle-(\d+)/sample-(\d+)")
 
 # The cycle page's columns that can be sorted, in display order.
 SORTABLE = ("candidate", "outcome", "accuracy", "holdout_accuracy", "params", "weights_elements",
@@ -192,8 +189,8 @@ def _outcome_group(outcome: str | None) -> str:
 
 def candidate_ref(name: str | None) -> dict[str, int] | None:
     """`{"cycle": k, "candidate": s}` when `name` names a candidate (`cycle-k/sample-s`)."""
-    match = None if name is None else CANDIDATE_NAME.fullmatch(name)
-    return None if match is None else {"cycle": int(match[1]), "candidate": int(match[2])}
+    parsed = parse_candidate_name(name)
+    return None if parsed is None else {"cycle": parsed[0], "candidate": parsed[1]}
 
 
 def candidate_row(c: Candidate) -> dict[str, Any]:

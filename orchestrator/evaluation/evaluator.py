@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +18,11 @@ from pathlib import Path
 import docker
 
 from contracts.files import atomic_write_bytes
-from contracts.jobfile import write_job
-from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, CONTAINER_DATA_DIR, CONTAINER_JOB_DIR, JOB_FILE, LOGITS_FILE,
-                               PREDICT_IMAGES, RUNNER_FAILURE_EXITS, TRAIN_IMAGES, TRAIN_LABELS, TRAIN_REPORT_FILE,
-                               WEIGHTS_FILE, CheckReport, TrainReport)
+from contracts.sandbox import (CANDIDATE_FILE, CHECK_REPORT_FILE, CONTAINER_DATA_DIR, LOGITS_FILE, PREDICT_IMAGES,
+                               RUNNER_FAILURE_EXITS, TRAIN_IMAGES, TRAIN_LABELS, TRAIN_REPORT_FILE, WEIGHTS_FILE,
+                               CheckReport, TrainReport)
 from orchestrator.config import EvaluationConfig
-from orchestrator.containers.client import InfraError, daemon_name
-from orchestrator.containers.hardened import Limits, Phase, PhaseOutcome, run_phase
-from orchestrator.containers.pool import WarmPool
+from orchestrator.containers.hardened import PhaseOutcome
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.data import PreparedDataset
 from orchestrator.evaluation.contract import check_contract
@@ -36,70 +31,10 @@ from orchestrator.evaluation.outputs import (OutputInvalid, Weights, read_logits
 from orchestrator.evaluation.protocol import CheckProtocol, EvalProtocol, make_protocol, phase_command
 from orchestrator.evaluation.result import EvaluationResult, Submission
 from orchestrator.evaluation.scoring import ScoringSet, accuracies
+from orchestrator.executors.base import Executor, PhaseSpec
+from orchestrator.executors.local import LocalExecutor
 
 _KIND_OF_EXIT = {code: kind for kind, code in RUNNER_FAILURE_EXITS.items()}
-
-
-@dataclass
-class Launcher:
-    """Runs a candidate's phase: in a container started ahead of it (a warm pool per phase and GPU,
-    when `warm` is on) or in one started for it; either way the same runner does the same thing
-    after the handover, under the same hardening, mounts and limits."""
-
-    client: docker.DockerClient
-    image: ResolvedImage
-    device: str
-    warm: bool
-    pool_size: int
-    pool_root: Path
-    pools: dict[tuple[str, int | None], WarmPool] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self, phase: str, limits: Limits, data: dict[Path, str], job_dir: Path, files: dict[str, bytes],
-            job: object, labels: dict[str, str], gpu: int | None) -> PhaseOutcome:
-        """Write the candidate's `files` and `job` into its job directory and run `phase`; the job
-        directory ends up at `job_dir` either way."""
-        command = phase_command(phase, self.device)
-        if not self.warm:
-            _write_job_dir(job_dir, files, job)
-            return run_phase(self.client, Phase(phase, self.image.id, command, {job_dir: CONTAINER_JOB_DIR, **data},
-                                                labels, gpu=gpu), limits)
-        warm = self._pool(phase, limits, data, gpu, command).take()
-        try:
-            warm.container.hand_over()
-        except InfraError:
-            warm.container.remove()
-            raise
-        _write_job_dir(warm.job_dir, files, job)
-        started = time.monotonic()  # the candidate's time starts at the handover
-        try:
-            return warm.container.run(started)
-        finally:
-            job_dir.parent.mkdir(parents=True, exist_ok=True)
-            warm.job_dir.rename(job_dir)
-
-    def _pool(self, phase: str, limits: Limits, data: dict[Path, str], gpu: int | None, command: list[str]) -> WarmPool:
-        with self.lock:
-            key = (phase, gpu)
-            if key not in self.pools:
-                self.pools[key] = WarmPool(self.client, Phase(phase, self.image.id, command, dict(data), {}, gpu=gpu),
-                                           CONTAINER_JOB_DIR, limits, self.pool_size, self.pool_root)
-            return self.pools[key]
-
-    def close(self) -> None:
-        with self.lock:
-            for pool in self.pools.values():
-                pool.close()
-            self.pools.clear()
-            shutil.rmtree(self.pool_root, ignore_errors=True)  # job directories nobody was handed
-
-
-def _write_job_dir(job_dir: Path, files: dict[str, bytes], job: object) -> None:
-    """The candidate's files, then (atomically, last: it is the handover) its job file."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        atomic_write_bytes(job_dir / name, data)
-    write_job(job, job_dir / JOB_FILE)
 
 
 @dataclass
@@ -113,17 +48,19 @@ class Evaluator:
     artefacts_root: Path
     scoring: ScoringSet
     pool_size: int = 1  # containers kept warm per phase and GPU (with `config.warm_containers`)
+    # Where the phases run (the caller's to close); default: this machine's daemon, closed with the Evaluator.
+    executor: Executor | None = None
     protocol: EvalProtocol = field(init=False)
 
     def __post_init__(self) -> None:
         self.protocol = make_protocol(self.config, self.dataset)
-        self.node = daemon_name(self.client)
-        self.launcher = Launcher(self.client, self.image, self.protocol.device, self.config.warm_containers,
-                                 self.pool_size, self.artefacts_root / ".warm")
+        self.phases: Executor = self.executor or LocalExecutor(
+            self.client, self.image, self.config.warm_containers, self.pool_size, self.artefacts_root / ".warm")
 
     def close(self) -> None:
         """Remove the containers started ahead that no candidate took."""
-        self.launcher.close()
+        if self.executor is None:
+            self.phases.close()
 
     def __enter__(self) -> Evaluator:
         return self
@@ -139,15 +76,15 @@ class Evaluator:
         result, workdir = _begin(submission, p.id, p.max_source_bytes, self.image, self.artefacts_root)
         if workdir is None:
             return result
-        result.artefacts, result.gpu, result.node = str(workdir), gpu, self.node
+        result.artefacts = str(workdir)
         labels = {"org.nasloop.candidate": result.sha256}
 
         # Phase 1: train on the training split (hold-out and test images never enter).
-        outcome = self.launcher.run(
-            "train", p.train_limits,
+        outcome = run_phase_of(self.phases, result, PhaseSpec(
+            "train", phase_command("train", p.device), p.train_limits,
             {self.dataset.path("train_images"): f"{CONTAINER_DATA_DIR}/{TRAIN_IMAGES}",
              self.dataset.path("train_labels"): f"{CONTAINER_DATA_DIR}/{TRAIN_LABELS}"},
-            workdir / "train-job", {CANDIDATE_FILE: submission.source}, p.train_job(), labels, gpu)
+            workdir / "train-job", {CANDIDATE_FILE: submission.source}, p.train_job(), labels, gpu))
         result.train_seconds = round(outcome.seconds, 3)
         result.add_log("train", outcome.log_tail)
         if phase_failed(result, outcome, "train"):
@@ -163,10 +100,11 @@ class Evaluator:
         atomic_write_bytes(workdir / WEIGHTS_FILE, weights.data)
 
         # Phase 2: predict the scored images, unlabeled and in a secret order, in a fresh container.
-        outcome = self.launcher.run(
-            "predict", p.predict_limits, {self.scoring.predict_images: f"{CONTAINER_DATA_DIR}/{PREDICT_IMAGES}"},
+        outcome = run_phase_of(self.phases, result, PhaseSpec(
+            "predict", phase_command("predict", p.device), p.predict_limits,
+            {self.scoring.predict_images: f"{CONTAINER_DATA_DIR}/{PREDICT_IMAGES}"},
             workdir / "predict-job", {CANDIDATE_FILE: submission.source, WEIGHTS_FILE: weights.data},
-            p.predict_job(), labels, gpu)
+            p.predict_job(), labels, gpu))
         result.predict_seconds = round(outcome.seconds, 3)
         result.add_log("predict", outcome.log_tail)
         if phase_failed(result, outcome, "predict"):
@@ -198,14 +136,15 @@ class Checker:
     artefacts_root: Path
     warm: bool = True
     pool_size: int = 1
+    executor: Executor | None = None  # as the Evaluator's
 
     def __post_init__(self) -> None:
-        self.node = daemon_name(self.client)
-        self.launcher = Launcher(self.client, self.image, self.protocol.device, self.warm, self.pool_size,
-                                 self.artefacts_root / ".warm")
+        self.phases: Executor = self.executor or LocalExecutor(self.client, self.image, self.warm, self.pool_size,
+                                                               self.artefacts_root / ".warm")
 
     def close(self) -> None:
-        self.launcher.close()
+        if self.executor is None:
+            self.phases.close()
 
     def __enter__(self) -> Checker:
         return self
@@ -220,10 +159,10 @@ class Checker:
         result, workdir = _begin(submission, p.id, p.max_source_bytes, self.image, self.artefacts_root)
         if workdir is None:
             return result
-        result.gpu, result.node = gpu, self.node
         try:
-            outcome = self.launcher.run("check", p.limits, {}, workdir / "check-job", {CANDIDATE_FILE: submission.source},
-                                        p.job(), {"org.nasloop.candidate": result.sha256}, gpu)
+            outcome = run_phase_of(self.phases, result, PhaseSpec(
+                "check", phase_command("check", p.device), p.limits, {}, workdir / "check-job",
+                {CANDIDATE_FILE: submission.source}, p.job(), {"org.nasloop.candidate": result.sha256}, gpu))
             result.check_seconds = round(outcome.seconds, 3)
             result.add_log("check", outcome.log_tail)
             if phase_failed(result, outcome, "check"):
@@ -239,6 +178,13 @@ class Checker:
             return result
         finally:  # nothing of a check is worth keeping: the outcome is the result
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_phase_of(executor: Executor, result: EvaluationResult, spec: PhaseSpec) -> PhaseOutcome:
+    """Run one of the candidate's phases and record where it ran."""
+    run = executor.run(spec)
+    result.ran_on(run.node, run.gpu)
+    return run.outcome
 
 
 def over_budget(result: EvaluationResult, weights: Weights, budget: int, allowance: int) -> bool:
@@ -280,5 +226,5 @@ def phase_failed(result: EvaluationResult, outcome: PhaseOutcome, phase: str) ->
         else:
             status = read_status(outcome.outputs)
             message = status.error if status is not None else f"{phase} phase reported {kind}"
-            result.fail(kind, f"{message}\n{outcome.log_tail}".strip())
+            result.fail(kind, f"{message}\n{outcome.log_tail}".strip(), decided_by="sandbox")
     return result.failure is not None

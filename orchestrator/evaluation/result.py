@@ -14,13 +14,16 @@ from orchestrator.untrusted import printable
 LOG_TAIL_CHARS = 8000
 
 # Every candidate ends in "ok" or exactly one of these ("extraction": no program in the LLM's text).
+# An infrastructure fault (Docker, images, the host's own files) is never a candidate's outcome: it
+# stops the run (InfraError) and the candidate is evaluated again when the run resumes.
 FAILURE_KINDS = ("extraction", "syntax", "contract", "import", "instantiate", "forward", "params_over_budget",
-                 "protocol", "timeout", "oom", "crash", "nonfinite", "missing_output", "invalid_output", "suspect",
-                 "infra")
+                 "protocol", "timeout", "oom", "crash", "nonfinite", "missing_output", "invalid_output", "suspect")
 
 # Where each recorded field comes from. "host": measured or computed by the orchestrator from
 # validated data; "sandbox": counted by nasloop's runner inside the candidate's container
-# (a hostile candidate could influence it; it never enters a score).
+# (a hostile candidate could influence it; it never enters a score). A failure kind read from the
+# runner's exit status (import, instantiate, forward, protocol...) is "sandbox" for that result: a
+# candidate can end its own process with any status, though only ever to fail itself.
 PROVENANCE = {
     "valid": "host", "failure": "host", "accuracy": "host", "holdout_accuracy": "host",
     "train_seconds": "host", "predict_seconds": "host", "check_seconds": "host", "weights_elements": "host",
@@ -62,10 +65,12 @@ class EvaluationResult:
     artefacts: str | None = None
     provenance: dict[str, str] = field(default_factory=lambda: dict(PROVENANCE))
 
-    def fail(self, kind: str, message: str) -> EvaluationResult:
-        """Record failure `kind` with its error text (candidate-influenced: trimmed and escaped)."""
+    def fail(self, kind: str, message: str, decided_by: str = "host") -> EvaluationResult:
+        """Record failure `kind` with its error text (candidate-influenced: trimmed and escaped);
+        `decided_by`: "sandbox" when the kind came from the runner's exit status."""
         assert kind in FAILURE_KINDS, kind
         self.valid, self.failure, self.error = False, kind, printable(message, 2000)
+        self.provenance["failure"] = decided_by
         return self
 
     @property
@@ -74,6 +79,13 @@ class EvaluationResult:
         if self.accuracy is None or self.holdout_accuracy is None:
             return None
         return round(self.accuracy - self.holdout_accuracy, 6)
+
+    def ran_on(self, node: str, gpu: int | None) -> None:
+        """Record where a phase ran (on a cluster, a candidate's phases may run on different nodes)."""
+        if node and node not in self.node.split(", "):
+            self.node = f"{self.node}, {node}" if self.node else node
+        if self.gpu is None:
+            self.gpu = gpu
 
     def add_log(self, phase: str, tail: str) -> None:
         if tail.strip():

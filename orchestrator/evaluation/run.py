@@ -1,5 +1,6 @@
-"""Evaluating many programs: a thread pool over one Evaluator (or Checker), and the library API that
-`nasloop evaluate` and the benchmark call (`evaluate_files`, `check_files`)."""
+"""Evaluating many programs: a thread pool over one Evaluator (or Checker), where they run (this
+machine, or a Ray cluster: `open_cluster`, `fit_to_machine`), and the library API that `nasloop
+evaluate` and the benchmark call (`evaluate_files`, `check_files`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import dataclasses
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.containers.client import InfraError
 from orchestrator.containers.gpu import preflight
+from orchestrator.containers.hardened import piped_core_notice
 from orchestrator.containers.images import Docker, connect
 from orchestrator.containers.labels import sweep_orphans
 from orchestrator.data import PreparedDataset, ensure_prepared
@@ -23,7 +26,11 @@ from orchestrator.evaluation.evaluator import Checker, Evaluator
 from orchestrator.evaluation.protocol import CheckProtocol, make_check_protocol
 from orchestrator.evaluation.result import EvaluationResult, Submission
 from orchestrator.evaluation.scoring import scoring_set
+from orchestrator.executors.base import Executor
 from orchestrator.untrusted import printable
+
+if TYPE_CHECKING:
+    from orchestrator.executors.ray_cluster import RayExecutor
 
 OnResult = Callable[[EvaluationResult], None]
 
@@ -127,11 +134,38 @@ def sandbox_docker() -> Docker:
     return docker
 
 
-def fit_to_machine(config: ExperimentConfig, docker: Docker, say: Callable[[str], None] = print
-                   ) -> tuple[ExperimentConfig, Placement]:
+@contextmanager
+def open_cluster(config: ExperimentConfig, docker: Docker, shared: Sequence[Path],
+                 say: Callable[[str], None] = print) -> Iterator[RayExecutor | None]:
+    """The Ray executor while in the block when the profile asks for it (`[executor] kind = "ray"`:
+    joined, every node checked; `shared`: the paths every node must see as this one does), else None
+    (this machine's Docker daemon). InfraError when Ray is missing or the cluster is not ready."""
+    if config.executor.kind == "local":
+        yield None
+        return
+    try:
+        from orchestrator.executors.ray_cluster import connect_ray
+    except ImportError as exc:
+        raise InfraError(f'[executor] kind = "ray" needs Ray ({exc}): pip install "nasloop[ray]"') from None
+    cluster = connect_ray(config.executor, config.evaluation, docker.images["sandbox"], shared, say)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def fit_to_machine(config: ExperimentConfig, docker: Docker, say: Callable[[str], None] = print,
+                   cluster: RayExecutor | None = None) -> tuple[ExperimentConfig, Placement]:
     """The profile as this machine can run it: `cpus` capped to what the Docker daemon has (with a
-    notice), and on CUDA the GPU preflight (InfraError naming the cause if it fails) and the slots."""
+    notice), and on CUDA the GPU preflight (InfraError naming the cause if it fails) and the slots.
+    On a Ray cluster: as many slots as its nodes hold (they were checked as it connected; Ray picks
+    each phase's node and GPU)."""
+    if cluster is not None:
+        return config, Placement(jobs=cluster.capacity)
     evaluation = config.evaluation
+    notice = piped_core_notice()
+    if notice:
+        say(notice)
     available = int(docker.client.info().get("NCPU") or 1)
     if evaluation.cpus > available:
         say(f"note: evaluation.cpus = {evaluation.cpus} but this machine has {available} CPU(s): using {available}")
@@ -163,15 +197,16 @@ def evaluate_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Pat
     Raises ImageError/InfraError (Docker, images, the GPU preflight) and DataError (dataset); a
     candidate's own failure is its result, never an exception."""
     docker = sandbox_docker()
-    config, placement = fit_to_machine(config, docker, say)
     prepared = prepared_dataset(config, workdir, data_dir)
     submissions = submissions_of(paths)
-    with scoring_set(prepared, workdir / "scratch") as scoring, \
-            Evaluator(docker.client, docker.images["sandbox"], prepared, config.evaluation, workdir / "artefacts",
-                      scoring, pool_size=placement.per_device) as evaluator:
-        if on_start:
-            on_start(evaluator)
-        return evaluate_many(evaluator, submissions, placement, on_result)
+    with open_cluster(config, docker, _shared_paths(workdir, data_dir), say) as cluster:
+        config, placement = fit_to_machine(config, docker, say, cluster)
+        with scoring_set(prepared, workdir / "scratch") as scoring, \
+                Evaluator(docker.client, docker.images["sandbox"], prepared, config.evaluation, workdir / "artefacts",
+                          scoring, pool_size=placement.per_device, executor=cluster) as evaluator:
+            if on_start:
+                on_start(evaluator)
+            return evaluate_many(evaluator, submissions, placement, on_result)
 
 
 def check_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, data_dir: Path | None = None,
@@ -179,19 +214,28 @@ def check_files(paths: Sequence[Path], config: ExperimentConfig, workdir: Path, 
                 say: Callable[[str], None] = print) -> list[EvaluationResult]:
     """The validity checks alone for every file, at the input shape of the profile's dataset."""
     docker = sandbox_docker()
-    config, placement = fit_to_machine(config, docker, say)
     meta = prepared_dataset(config, workdir, data_dir).meta
-    with make_checker(docker, config, make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes),
-                      workdir, placement) as checker:
-        if on_start:
-            on_start(checker)
-        return evaluate_many(checker, submissions_of(paths), placement, on_result)
+    with open_cluster(config, docker, _shared_paths(workdir), say) as cluster:
+        config, placement = fit_to_machine(config, docker, say, cluster)
+        with make_checker(docker, config, make_check_protocol(config.evaluation, meta.in_shape, meta.num_classes),
+                          workdir, placement, cluster) as checker:
+            if on_start:
+                on_start(checker)
+            return evaluate_many(checker, submissions_of(paths), placement, on_result)
 
 
 def make_checker(docker: Docker, config: ExperimentConfig, protocol: CheckProtocol, workdir: Path,
-                 placement: Placement | None = None) -> Checker:
+                 placement: Placement | None = None, executor: Executor | None = None) -> Checker:
     """A Checker for `protocol` with the sandbox image of `docker`; scratch space in the workspace.
     Close it (or use it as a context manager) to remove the containers it started ahead."""
     size = (placement or Placement(jobs=config.evaluation.jobs)).per_device
     return Checker(docker.client, docker.images["sandbox"], protocol, workdir / "scratch" / "checks",
-                   warm=config.evaluation.warm_containers, pool_size=size)
+                   warm=config.evaluation.warm_containers, pool_size=size, executor=executor)
+
+
+def _shared_paths(workdir: Path, data_dir: Path | None = None) -> list[Path]:
+    """What the nodes of a cluster bind-mount from: the workspace (job directories, the images to
+    predict) and the data, if elsewhere."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return [workdir] + ([data_dir] if data_dir is not None and not data_dir.resolve().is_relative_to(
+        workdir.resolve()) else [])

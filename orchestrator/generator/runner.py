@@ -2,7 +2,9 @@
 /workspace, a local model elsewhere read-only at /model, a Hugging Face cache at /hf) or as a local
 subprocess of this Python (`run_local`, for tests and for machines with the `llm` extra installed).
 Both run the same entry points: `python -m llm.generate JOB.json` and
-`accelerate launch -m llm.finetune JOB.json`.
+`accelerate launch -m llm.finetune JOB.json`. The loop runs its jobs through the LLM service instead
+(`orchestrator.generator.service`: one container for a whole run), which uses the mounts, environment
+and output following defined here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import docker
 import docker.errors
 
 from contracts.jobfile import write_job
-from contracts.llm import FinetuneJob, GenerateJob
+from contracts.llm import FinetuneJob, GenerateJob, finetune_command, generate_command
 from orchestrator.config import REPO_ROOT
 from orchestrator.containers.gpu import device_request
 from orchestrator.containers.labels import managed_labels
@@ -31,14 +33,37 @@ from orchestrator.generator.jobs import LLMRunError
 CONTAINER_WORKDIR = "/workspace"
 CONTAINER_MODEL = "/model"
 CONTAINER_HF_HOME = "/hf"
+CACHE_DIR = "cache"  # the compile caches, under the workspace
+CONTAINER_CACHE = f"{CONTAINER_WORKDIR}/{CACHE_DIR}"
 
 
 def _command(job: GenerateJob | FinetuneJob, job_path: str, python: str) -> list[str]:
     if isinstance(job, GenerateJob):
-        return [python, "-m", "llm.generate", job_path]
-    # One process: the paper fine-tunes on one GPU; accelerate still owns device placement and precision.
-    return [python, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-            "--dynamo_backend", "no", "--mixed_precision", "no", "-m", "llm.finetune", job_path]
+        return generate_command(python, job_path)
+    return finetune_command(python, job_path)
+
+
+def cache_environment(cache_root: str) -> dict[str, str]:
+    """Environment variables that put the compile caches of the LLM container under `cache_root` (in
+    the workspace), so that they outlive the container: vLLM's (its torch.compile artefacts among
+    them), torch inductor's, Triton's, the CUDA driver's JIT cache and anything else under
+    XDG_CACHE_HOME. The next run's engine then starts from compiled kernels."""
+    return {"VLLM_CACHE_ROOT": f"{cache_root}/vllm",
+            "TORCHINDUCTOR_CACHE_DIR": f"{cache_root}/torchinductor",
+            "TRITON_CACHE_DIR": f"{cache_root}/triton",
+            "CUDA_CACHE_PATH": f"{cache_root}/cuda",
+            "XDG_CACHE_HOME": f"{cache_root}/xdg"}
+
+
+def container_environment() -> dict[str, str]:
+    """The LLM container's environment: the Hugging Face cache mount, HOME in /tmp, unbuffered output,
+    the compile caches in the workspace, and the caller's Hugging Face settings."""
+    environment = {"HF_HOME": CONTAINER_HF_HOME, "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
+                   **cache_environment(CONTAINER_CACHE)}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        if name in os.environ:
+            environment[name] = os.environ[name]
+    return environment
 
 
 def run_local(job: GenerateJob | FinetuneJob, job_path: Path, timeout: float | None = None,
@@ -123,17 +148,13 @@ def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, 
     kind = "generate" if isinstance(job, GenerateJob) else "finetune"
     host_job_path = workdir / "llm-jobs" / f"{kind}-{uuid.uuid4().hex[:12]}.json"
     write_job(inner, host_job_path)
-    environment = {"HF_HOME": CONTAINER_HF_HOME, "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
-        if name in os.environ:
-            environment[name] = os.environ[name]
     container = client.containers.run(
         image, _command(inner, mounts.to_container(str(host_job_path)), "python3"),
-        volumes=mounts.volumes(), environment=environment, user=f"{os.getuid()}:{os.getgid()}",
+        volumes=mounts.volumes(), environment=container_environment(), user=f"{os.getuid()}:{os.getgid()}",
         device_requests=[device_request(gpus)] if gpus is not None else None, labels=managed_labels("llm"),
         shm_size="2g", working_dir="/tmp", detach=True,
     )
-    follower = LogFollower(container, log_file, on_line)
+    follower = LogFollower(container_output(container), log_file, on_line)
     try:
         follower.start()
         try:
@@ -152,13 +173,19 @@ def run_in_container(job: GenerateJob | FinetuneJob, workdir: Path, image: str, 
             pass
 
 
-class LogFollower(threading.Thread):
-    """Follows a container's output as it is written: lines (split at newlines and at the carriage
-    returns of progress bars) to a log file and a callback; the whole text kept for the caller."""
+def container_output(container) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """A container's output (stdout and stderr) as it is written, until it ends."""
+    yield from container.logs(stream=True, follow=True, stdout=True, stderr=True)
 
-    def __init__(self, container, log_file: Path | None, on_line: Callable[[str], None] | None) -> None:  # type: ignore[no-untyped-def]
+
+class LogFollower(threading.Thread):
+    """Follows a process's output as it is written (`chunks`, e.g. `container_output(container)`):
+    lines (split at newlines and at the carriage returns of progress bars) to a log file and a
+    callback; the whole text kept for the caller."""
+
+    def __init__(self, chunks: Iterable[bytes], log_file: Path | None, on_line: Callable[[str], None] | None) -> None:
         super().__init__(daemon=True)
-        self.container, self.log_file, self.on_line = container, log_file, on_line
+        self.chunks, self.log_file, self.on_line = chunks, log_file, on_line
         self.lines: list[str] = []
 
     def run(self) -> None:
@@ -168,15 +195,15 @@ class LogFollower(threading.Thread):
             handle = self.log_file.open("a", encoding="utf-8")
         pending = ""
         try:
-            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            for chunk in self.chunks:
                 pending += chunk.decode("utf-8", errors="replace")
                 *complete, pending = re.split(r"\r\n|\n|\r", pending)
                 for line in complete:
                     self._line(line, handle)
             if pending:
                 self._line(pending, handle)
-        except docker.errors.DockerException:
-            pass  # the container went away: what was read is kept
+        except (docker.errors.DockerException, OSError, ValueError):
+            pass  # the process went away: what was read is kept
         finally:
             if handle is not None:
                 handle.close()

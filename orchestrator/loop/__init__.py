@@ -2,6 +2,6 @@
 candidates and adapters in the database, the training set an adapter learns from, the live display,
 and `run_cycles`.
 
-Imports every package below it (`store`, `evaluation`, `corpus`, `generator`, `containers`, `data`);
-only `commands` and `api` import it.
+Imports every package below it (`store`, `evaluation`, `corpus`, `generator`, `executors`,
+`containers`, `data`); only `commands` and `api` import it.
 """

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from contracts.llm import ADAPTER_METADATA_FILE, FinetuneJob, GenerateJob, read_adapter_metadata
 from orchestrator.config import ExperimentConfig
 from orchestrator.generator.jobs import LLMRunError, finetune_job
-from orchestrator.generator.runner import run_in_container
+from orchestrator.generator.runner import container_mounts
+from orchestrator.generator.service import LLMService, start_container_service
 from orchestrator.loop.errors import CycleError
 from orchestrator.loop.training_set import write_training_set
 from orchestrator.store.database import Database
@@ -27,24 +28,41 @@ from orchestrator.untrusted import printable
 
 @dataclass
 class LLMJobs:
-    """Runs the loop's LLM jobs in the LLM image, showing their progress as it happens and keeping
-    their whole output in a log file; a failure is a CycleError (the cycle stays resumable)."""
+    """Runs the loop's LLM jobs in one LLM service container (`generator.service`), started by the
+    first job and kept for the whole run (`close()` stops it), showing each job's progress as it
+    happens and keeping its whole output in a log file; a failure is a CycleError (the cycle stays
+    resumable), and a service that died is started afresh by the next job."""
 
     client: docker.DockerClient
     image_id: str
     workdir: Path
     gpus: list[int] | str | None
     console: Console | None = None
+    service: LLMService | None = None
 
     def run(self, job: GenerateJob | FinetuneJob, log_file: Path) -> None:
         progress = ProgressLines(self.console)
         try:
-            run_in_container(job, self.workdir, self.image_id, client=self.client, gpus=self.gpus,
-                             log_file=log_file, on_line=progress.show)
+            if self.service is None:
+                self.service = start_container_service(self.client, self.image_id, self.workdir,
+                                                       container_mounts(job, self.workdir), gpus=self.gpus)
+            self.service.run(job, log_file=log_file, on_line=progress.show)
         except LLMRunError as exc:
+            self._drop_dead_service()
             raise CycleError(str(exc)) from None
         except docker.errors.DockerException as exc:
-            raise CycleError(f"infrastructure failure running the LLM container: {exc}") from None
+            self._drop_dead_service()
+            raise CycleError(f"infrastructure failure running the LLM service container: {exc}") from None
+
+    def _drop_dead_service(self) -> None:
+        if self.service is not None and self.service.process.exit_code() is not None:
+            self.service.kill()
+            self.service = None
+
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.close()
+            self.service = None
 
 
 class ProgressLines:

@@ -3,13 +3,12 @@ and each evaluation result recorded on its row (the candidate's id is its key en
 
 from __future__ import annotations
 
-import hashlib
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.llm import Sample
 from llm import extract_code
+from orchestrator.corpus.importing import code_sha256
 from orchestrator.evaluation.result import EvaluationResult, Submission
 from orchestrator.loop.selection import Decision
 from orchestrator.store.schema import Candidate
@@ -31,7 +30,7 @@ def store_samples(session: Session, cycle_id: int, samples: list[Sample]) -> int
             cycle_id=cycle_id, sample_index=sample.index, raw_output=without_nul(sample.text),
             finish_reason=sample.finish_reason, completion_tokens=sample.completion_tokens,
             code=without_nul(code) if code else None,
-            code_sha256=hashlib.sha256(code.encode()).hexdigest() if code else None,
+            code_sha256=code_sha256(code) if code else None,
             outcome=outcome, error=error))
         added += 1
     return added

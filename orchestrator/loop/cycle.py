@@ -26,6 +26,7 @@ from orchestrator.evaluation.evaluator import Evaluator
 from orchestrator.evaluation.result import EvaluationResult
 from orchestrator.evaluation.run import Placement, evaluate_many
 from orchestrator.evaluation.scoring import scoring_set
+from orchestrator.executors.base import Executor
 from orchestrator.generator.jobs import generate_job
 from orchestrator.loop import display
 from orchestrator.loop.adapters import AdapterTrainer, LLMJobs, workspace_path
@@ -35,6 +36,7 @@ from orchestrator.loop.experiment import code_version
 from orchestrator.loop.selection import Evaluated, select_candidates, selection_protocol
 from orchestrator.loop.training_set import corpus_index, selected_code, training_pairs
 from orchestrator.store.database import Database
+from orchestrator.store.names import candidate_name
 from orchestrator.store.schema import Adapter, Candidate, Cycle, Experiment, utcnow
 
 # A cycle's phases in order; cycle 1 starts with the initial fine-tune (adapter 0).
@@ -52,6 +54,7 @@ class CycleRunner:
     docker: Docker
     console: Console
     placement: Placement = Placement()
+    executor: Executor | None = None  # where candidates' containers run (None: this machine's Docker daemon)
 
     def __post_init__(self) -> None:
         with self.db.transaction() as session:
@@ -64,6 +67,10 @@ class CycleRunner:
                            console=self.console)
         self.adapters = AdapterTrainer(self.db, self.config, self.experiment_id, self.experiment_dir,
                                        self.seed_ids, self.llm, self.console)
+
+    def close(self) -> None:
+        """Stop the LLM service (started by the run's first LLM job, kept across its cycles)."""
+        self.llm.close()
 
     def run(self, cycles: int) -> None:
         """The next `cycles` cycles (a resumed unfinished cycle is one of them)."""
@@ -176,7 +183,7 @@ class CycleRunner:
         artefacts = self.experiment_dir / f"cycle-{cycle.index}" / "artefacts"
         with scoring_set(prepared, self.workdir / "scratch") as scoring, display.progress(self.console) as bars, \
                 Evaluator(self.docker.client, self.docker.images["sandbox"], prepared, self.config.evaluation,
-                          artefacts, scoring, pool_size=self.placement.per_device) as evaluator:
+                          artefacts, scoring, pool_size=self.placement.per_device, executor=self.executor) as evaluator:
             task = bars.add_task(f"  evaluating on {data.dataset}", total=len(pending), extra="")
 
             def record(result: EvaluationResult) -> None:
@@ -205,7 +212,7 @@ class CycleRunner:
                                   with_selections=iterate)
             candidates = list(session.scalars(select(Candidate).where(Candidate.cycle_id == cycle.id)
                                               .order_by(Candidate.sample_index)))
-            evaluated = [Evaluated(f"cycle-{cycle.index}/sample-{c.sample_index}", c.valid, c.accuracy, c.code)
+            evaluated = [Evaluated(candidate_name(cycle.index, c.sample_index), c.valid, c.accuracy, c.code)
                          for c in candidates]
             decisions = select_candidates(evaluated, corpus, self.config.novelty.tau,
                                           self.config.selection.accuracy_threshold, self.ablations,

@@ -20,6 +20,7 @@ from orchestrator.corpus.export import chat_examples
 from orchestrator.corpus.index import load_index
 from orchestrator.corpus.novelty import NoveltyIndex
 from orchestrator.corpus.tasks import generation_task
+from orchestrator.store.names import candidate_name
 from orchestrator.store.schema import Candidate, Cycle
 
 
@@ -30,7 +31,7 @@ def selected_code(session: Session, experiment_id: int, up_to_cycle: int) -> lis
         .join(Cycle, Candidate.cycle_id == Cycle.id)
         .where(Cycle.experiment_id == experiment_id, Cycle.index <= up_to_cycle, Candidate.selected.is_(True))
         .order_by(Cycle.index, Candidate.sample_index))
-    return [(f"cycle-{c}/sample-{s}", code) for c, s, code in rows]
+    return [(candidate_name(c, s), code) for c, s, code in rows]
 
 
 def corpus_index(session: Session, config: ExperimentConfig, seed_ids: set[int] | None, experiment_id: int,

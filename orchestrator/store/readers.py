@@ -39,9 +39,15 @@ def export_rows(session: Session, experiments: list[str] | None = None) -> Itera
             "selected": bool(candidate.selected), "code_sha256": candidate.code_sha256,
             "nearest_train": candidate.nearest_train, "selection_reason": candidate.selection_reason,
             "corpus_size": cycle.corpus_size, "weights_elements": candidate.weights_elements,
+            "holdout_gap": _gap(candidate.accuracy, candidate.holdout_accuracy),
             "train_seconds": candidate.train_seconds, "predict_seconds": candidate.predict_seconds,
             "gpu": candidate.gpu, "node": candidate.node, "protocol": candidate.protocol, "image": candidate.image,
         }
+
+
+def _gap(accuracy: float | None, holdout_accuracy: float | None) -> float | None:
+    """Test minus private hold-out accuracy, as `EvaluationResult.holdout_gap` gives it."""
+    return None if accuracy is None or holdout_accuracy is None else round(accuracy - holdout_accuracy, 6)
 
 
 def experiment_names(session: Session) -> list[str]:

@@ -1,0 +1,1 @@
+"""Benchmarks and the prepared GPU check (scripts; `bench.tiny_model` is shared between them)."""
