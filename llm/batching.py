@@ -8,6 +8,7 @@ samples it shared a batch with (up to floating-point ties between batch shapes),
 draws the samples it had not finished with the same seeds. Rows of different lengths share one cache
 tensor: each row's tokens are right-aligned, earlier columns masked, positions passed explicitly
 (what left-padded batch generation does); columns no live row needs are dropped as rows finish.
+The cache lives in preallocated tensors written one column per step (`_Store`), not re-concatenated.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from contracts.llm import Decoding
 
@@ -71,6 +74,8 @@ def decode(model, prompt_ids: torch.Tensor, indices: Sequence[int], seeds: Seque
            decoding: Decoding, eos_ids: set[int], counters: Counters | None = None) -> Iterator[Finished]:  # type: ignore[no-untyped-def]
     """Draw one completion per index (its generator seeded with the matching seed), `slots` at a
     time, yielding each as it finishes."""
+    from transformers import Cache
+
     device = prompt_ids.device
     counters = counters if counters is not None else Counters()
     queue = list(zip(indices, seeds))
@@ -82,9 +87,8 @@ def decode(model, prompt_ids: torch.Tensor, indices: Sequence[int], seeds: Seque
         prompt_logits = prefill.logits[0, -1]
         prompt_length = prompt_ids.shape[1]
         width = min(slots, len(queue))
-        keys = [k.expand(width, -1, -1, -1).contiguous() for k, _ in prompt_cache]
-        values = [v.expand(width, -1, -1, -1).contiguous() for _, v in prompt_cache]
-        mask = torch.ones(width, prompt_length, dtype=torch.long, device=device)
+        store = _Store(prompt_cache, width, decoding.max_new_tokens)
+        cache = Cache(layers=[_StoreLayer(store, layer) for layer in range(len(prompt_cache))])
         positions = torch.full((width,), prompt_length, dtype=torch.long, device=device)
         rows = [_start(queue.pop(0)) for _ in range(width)]
         pending = sample_rows(prompt_logits.expand(width, -1), decoding, [slot.generator for slot in rows])
@@ -105,25 +109,24 @@ def decode(model, prompt_ids: torch.Tensor, indices: Sequence[int], seeds: Seque
                         break
                     rows[row] = _start(queue.pop(0))
                     pending[row] = sample_rows(prompt_logits[None], decoding, [rows[row].generator])[0]
-                    _place_prompt(keys, values, mask, positions, row, prompt_cache, prompt_length)
+                    store.place_prompt(row, prompt_cache)
+                    positions[row] = prompt_length
             if len(alive) < len(rows):
                 keep = torch.tensor(alive, device=device, dtype=torch.long)
-                keys = [k.index_select(0, keep) for k in keys]
-                values = [v.index_select(0, keep) for v in values]
-                mask, positions = mask.index_select(0, keep), positions.index_select(0, keep)
+                store.keep_rows(keep)
+                positions = positions.index_select(0, keep)
                 rows = [rows[r] for r in alive]
             if not rows:
                 break
-            keys, values, mask = _compact(keys, values, mask)
-            # One decoding step for every live row: its last token in, the next token out.
-            step_mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=torch.long, device=device)], dim=1)
-            cache = _cache(keys, values)
+            store.drop_unattended_columns()
+            # One decoding step for every live row: its last token in (written in place into the
+            # store's next column by every layer), the next token out.
+            step_mask = store.open_column()
             out = model(input_ids=torch.tensor([slot.tokens[-1] for slot in rows], device=device)[:, None],
                         attention_mask=step_mask, position_ids=positions[:, None], past_key_values=cache,
                         use_cache=True)
-            keys = [layer.keys for layer in cache.layers]
-            values = [layer.values for layer in cache.layers]
-            mask, positions = step_mask, positions + 1
+            store.close_column()
+            positions = positions + 1
             counters.computed += len(rows)
             counters.useful += len(rows)
             pending = sample_rows(out.logits[:, -1], decoding, [slot.generator for slot in rows])
@@ -135,31 +138,107 @@ def _start(item: tuple[int, int]) -> _Slot:
     return _Slot(index=index, generator=generator, started=time.perf_counter())
 
 
-def _place_prompt(keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor, positions: torch.Tensor,
-                  row: int, prompt_cache: list[tuple[torch.Tensor, torch.Tensor]], prompt_length: int) -> None:
-    """Put the shared prompt's cache into `row`, right-aligned; mask everything before it."""
-    width = mask.shape[1]
-    for layer, (k, v) in enumerate(prompt_cache):
-        keys[layer][row].zero_()
-        values[layer][row].zero_()
-        keys[layer][row, :, width - prompt_length:] = k[0]
-        values[layer][row, :, width - prompt_length:] = v[0]
-    mask[row] = 0
-    mask[row, width - prompt_length:] = 1
-    positions[row] = prompt_length
+class _Store:
+    """Every row's keys and values, per layer, in preallocated tensors [rows, heads, capacity, dim], and
+    the attention mask [rows, capacity]; the live columns are [start, end).
+
+    A decoding step writes one column in place (`DynamicCache` would copy the whole cache to append it,
+    every step, which on a CPU costs more than the attention); the leading columns no live row attends
+    to are dropped by moving `start`; the live columns are copied, into tensors with `reserve` free
+    columns, only when the capacity is used up. Rows are right-aligned: a refilled row's prompt ends at
+    `end`.
+    """
+
+    def __init__(self, prompt_cache: list[tuple[torch.Tensor, torch.Tensor]], rows: int, reserve: int) -> None:
+        self.prompt_length, self.reserve = prompt_cache[0][0].shape[2], max(reserve, 1)
+        capacity = self.prompt_length + self.reserve
+        self.keys = [_zeros(k, rows, capacity) for k, _ in prompt_cache]
+        self.values = [_zeros(v, rows, capacity) for _, v in prompt_cache]
+        self.mask = torch.zeros(rows, capacity, dtype=torch.long, device=prompt_cache[0][0].device)
+        self.start, self.end = 0, self.prompt_length
+        for layer, (k, v) in enumerate(prompt_cache):
+            self.keys[layer][:, :, :self.end] = k
+            self.values[layer][:, :, :self.end] = v
+        self.mask[:, :self.end] = 1
+
+    @property
+    def width(self) -> int:
+        return self.end - self.start
+
+    def place_prompt(self, row: int, prompt_cache: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Put the shared prompt's cache into `row`, ending at the live end; mask everything before it.
+        (Every live row attends to its whole prompt, so the live width is never below the prompt's.)"""
+        first = self.end - self.prompt_length
+        for layer, (k, v) in enumerate(prompt_cache):
+            self.keys[layer][row, :, first:self.end] = k[0]
+            self.values[layer][row, :, first:self.end] = v[0]
+        self.mask[row, self.start:first] = 0
+        self.mask[row, first:self.end] = 1
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        live = slice(self.start, self.end)
+        self.keys = [k[:, :, live].index_select(0, keep) for k in self.keys]
+        self.values = [v[:, :, live].index_select(0, keep) for v in self.values]
+        self.mask = self.mask[:, live].index_select(0, keep)
+        self.start, self.end = 0, self.end - self.start
+
+    def drop_unattended_columns(self) -> None:
+        attended = self.mask[:, self.start:self.end].any(dim=0)
+        self.start += int(attended.nonzero()[0])  # the last prompt column of every row is attended
+
+    def open_column(self) -> torch.Tensor:
+        """Room for one more column (the live columns copied into tensors with `reserve` free columns
+        when the capacity is used up), unmasked for every row: the step's mask over the live columns
+        and the new one."""
+        if self.end == self.mask.shape[1]:
+            live, width = slice(self.start, self.end), self.width
+            self.keys = [_moved(k, live, width + self.reserve) for k in self.keys]
+            self.values = [_moved(v, live, width + self.reserve) for v in self.values]
+            mask = torch.zeros(self.mask.shape[0], width + self.reserve, dtype=self.mask.dtype,
+                               device=self.mask.device)
+            mask[:, :width] = self.mask[:, live]
+            self.mask, self.start, self.end = mask, 0, width
+        self.mask[:, self.end] = 1
+        return self.mask[:, self.start:self.end + 1]
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's new column (keys/values [rows, heads, 1, dim]): its live keys and values."""
+        self.keys[layer][:, :, self.end] = keys[:, :, 0]
+        self.values[layer][:, :, self.end] = values[:, :, 0]
+        live = slice(self.start, self.end + 1)
+        return self.keys[layer][:, :, live], self.values[layer][:, :, live]
+
+    def close_column(self) -> None:
+        self.end += 1
 
 
-def _compact(keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor
-             ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """Drop the leading cache columns that no live row attends to."""
-    live = mask.any(dim=0)
-    first = int(live.nonzero()[0]) if bool(live.any()) else 0
-    if first == 0:
-        return keys, values, mask
-    return [k[:, :, first:] for k in keys], [v[:, :, first:] for v in values], mask[:, first:]
+def _zeros(like: torch.Tensor, rows: int, capacity: int) -> torch.Tensor:
+    # Zeros, not empty: a masked column's value is multiplied by a zero weight, and must not be NaN.
+    return torch.zeros(rows, like.shape[1], capacity, like.shape[3], dtype=like.dtype, device=like.device)
 
 
-def _cache(keys: list[torch.Tensor], values: list[torch.Tensor]):  # type: ignore[no-untyped-def]
-    from transformers import DynamicCache
+def _moved(t: torch.Tensor, live: slice, capacity: int) -> torch.Tensor:
+    out = _zeros(t, t.shape[0], capacity)
+    out[:, :, :live.stop - live.start] = t[:, :, live]
+    return out
 
-    return DynamicCache(ddp_cache_data=list(zip(keys, values)))
+
+class _StoreLayer(DynamicLayer):
+    """One layer of the model's cache, kept in the `_Store`."""
+
+    def __init__(self, store: _Store, layer: int) -> None:
+        super().__init__()
+        self.store, self.layer, self.is_initialized = store, layer, True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        return None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.store.write(self.layer, key_states, value_states)
+
+    def get_seq_length(self) -> int:
+        return self.store.width
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.store.width + query_length, 0

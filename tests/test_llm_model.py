@@ -187,6 +187,37 @@ def test_each_sample_draws_the_same_whatever_it_shares_a_batch_with(tiny: Path) 
     assert [len(b) for b in batches] == [4, 2] and static.counters.useful <= static.counters.computed
 
 
+def test_continuous_decoding_equals_recomputing_every_step(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-place cache of continuous batching (rows refilled, right-aligned, columns dropped and moved
+    as capacity runs out) gives each sample what a cache-free decode of that sample alone gives: the
+    whole sequence recomputed each step, the same per-sample generator (float64: no ties to flip)."""
+    import torch
+
+    from llm.batching import _Store, decode, sample_rows
+    from llm.models import prompt_token_ids
+    from llm.sampling import TransformersBackend, sample_seed
+
+    decoding = Decoding(temperature=0.8, top_k=50, top_p=0.9, do_sample=True, max_new_tokens=80, seed=0)
+    backend = TransformersBackend(str(tiny), decoding, batch_size=3, device="cpu")
+    model = backend.model.double()
+    prompt = torch.tensor([prompt_token_ids(backend.tokenizer, prompt_messages(generation_task(500_000)))])
+    seeds = [sample_seed(7, i) for i in range(7)]
+    full: list[bool] = []
+    open_column = _Store.open_column
+    monkeypatch.setattr(_Store, "open_column", lambda store: (full.append(store.end == store.mask.shape[1]),
+                                                              open_column(store))[1])
+    got = {f.index: f.tokens for f in decode(model, prompt, range(7), seeds, 3, decoding, backend.eos_ids)}
+    with torch.inference_mode():
+        for index, seed in enumerate(seeds):
+            generator, tokens = torch.Generator().manual_seed(seed), []
+            while not tokens or (tokens[-1] not in backend.eos_ids and len(tokens) < decoding.max_new_tokens):
+                logits = model(input_ids=torch.cat([prompt, torch.tensor([tokens], dtype=torch.long)], dim=1)).logits
+                tokens += sample_rows(logits[:, -1], decoding, [generator])
+            assert got[index] == tokens, index
+    assert len({len(t) for t in got.values()}) > 1  # ragged: rows ended and were refilled at different steps
+    assert any(full)  # and the capacity ran out: the live columns were copied to new tensors
+
+
 def test_sampling_is_seeded_and_keeps_raw_text_counts_and_reasons(tiny: Path, config) -> None:
     from llm.sampling import SampleRequest, TransformersBackend
 
