@@ -64,15 +64,24 @@ def docker_client():  # type: ignore[no-untyped-def]
     return client
 
 
-@pytest.fixture(scope="session")
-def sandbox_image(docker_client):  # type: ignore[no-untyped-def]
+def _image(client, name: str):  # type: ignore[no-untyped-def]
     from orchestrator.containers.client import ImageError
     from orchestrator.containers.images import resolve
 
     try:
-        return resolve(docker_client, "sandbox")
+        return resolve(client, name)
     except ImageError as exc:
         _unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client):  # type: ignore[no-untyped-def]
+    return _image(docker_client, "sandbox")
+
+
+@pytest.fixture(scope="session")
+def llm_image(docker_client):  # type: ignore[no-untyped-def]
+    return _image(docker_client, "llm")
 
 
 def leftovers(client) -> list[str]:  # type: ignore[no-untyped-def]

@@ -74,17 +74,7 @@ def _invoke(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
-    from orchestrator.containers.client import ImageError
-    from orchestrator.containers.images import resolve
-
-    for name in ("sandbox", "llm"):
-        try:
-            resolve(docker_client, name)
-        except ImageError as exc:
-            if os.environ.get("NASLOOP_REQUIRE_DOCKER") == "1":
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
+def workspace(tmp_path_factory, sandbox_image, llm_image):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("cycle")
     workdir, config = root / "runs", root / "test.toml"
     config.write_text(TEST_CONFIG)

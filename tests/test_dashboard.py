@@ -116,26 +116,36 @@ def test_refuses_a_missing_or_older_database(tmp_path: Path) -> None:
         open_readonly(tmp_path)
 
 
+def _start_dashboard(workdir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`nasloop dashboard --port 0` on `workdir`, its stderr in `log`: the process and its URL."""
+    with log.open("w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "dashboard", "--workdir",
+                                    str(workdir), "--port", "0"], stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, f"http://127.0.0.1:{match[1]}"
+
+
 def test_ctrl_c_stops_the_server_cleanly_with_connections_open(tmp_path: Path) -> None:
     """Ctrl-C with requests in flight and an idle connection (a browser's preconnect): exit 0, in seconds."""
     engine = create_engine(f"sqlite:///{tmp_path / 'nasloop.db'}")
     upgrade(engine, "head")
     engine.dispose()
     log = tmp_path / "dashboard.log"
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "dashboard", "--workdir",
-                                    str(tmp_path), "--port", "0"], stderr=err)
+    process, url = _start_dashboard(tmp_path, log)
     try:
-        deadline = time.monotonic() + 60
-        while not (match := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        url = f"http://127.0.0.1:{match[1]}/"
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(url + "/", timeout=30) as response:
             assert response.status == 200 and response.headers["Connection"] == "close"
-        idle = socket.create_connection(("127.0.0.1", int(match[1])))  # sends nothing
+        idle = socket.create_connection(("127.0.0.1", urllib.parse.urlsplit(url).port))  # sends nothing
         with ThreadPoolExecutor(max_workers=8) as pool:
-            pending = [pool.submit(urllib.request.urlopen, url + "api/experiments", timeout=30) for _ in range(16)]
+            pending = [pool.submit(urllib.request.urlopen, url + "/api/experiments", timeout=30) for _ in range(16)]
             time.sleep(0.05)
             started = time.monotonic()
             process.send_signal(signal.SIGINT)
@@ -564,16 +574,9 @@ def browser() -> Iterator[DevTools]:
 @pytest.fixture(scope="module")
 def served(hostile_workdir: Path) -> Iterator[str]:
     """`nasloop dashboard --port 0` on the hostile copy (which holds the smoke run too): its URL."""
-    log = hostile_workdir.parent / "dashboard.log"
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "dashboard", "--workdir",
-                                    str(hostile_workdir), "--port", "0"], stderr=err)
+    process, url = _start_dashboard(hostile_workdir, hostile_workdir.parent / "dashboard.log")
     try:
-        deadline = time.monotonic() + 60
-        while not (match := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{match[1]}"
+        yield url
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0  # Ctrl-C stops it cleanly

@@ -11,10 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.corpus.checks import prompt_check_protocol
 from orchestrator.data import FASHION_MNIST_DEBIAN
@@ -25,6 +23,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.skipif(not FASHION_MNIST_DEBIAN.is_dir(),
                                  reason="Debian's dataset-fashion-mnist is not installed")]
 pytest.importorskip("transformers")
+from tests.test_cycle import _invoke  # noqa: E402
 
 # The mini profile with fewer grammar programs, a shorter pre-training and fewer candidates; its
 # data, selection rules, novelty settings and decoding are unchanged.
@@ -44,22 +43,8 @@ max_candidates_per_cycle = 6
 """
 
 
-def _invoke(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, docker_client):  # type: ignore[no-untyped-def]
-    from orchestrator.containers.client import ImageError
-    from orchestrator.containers.images import resolve
-
-    for name in ("sandbox", "llm"):
-        try:
-            resolve(docker_client, name)
-        except ImageError as exc:
-            pytest.skip(str(exc))
+def workspace(tmp_path_factory, sandbox_image, llm_image):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("mini")
     workdir, config = root / "runs", root / "test.toml"
     config.write_text(TEST_CONFIG)
