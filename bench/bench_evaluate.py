@@ -21,10 +21,14 @@ each side at `jobs` = 1 and 2 (candidates at once):
   one's time over 2.
 - same accuracy: every copy of the candidate, cold or warm, at either jobs, must score exactly the
   same (same seed).
+- CPU per candidate: the whole machine's busy CPU seconds (psutil, every process: the containers,
+  dockerd, this one) between the same steady-state results, per candidate; over the machine's
+  cores it is the least wall time a candidate can take here when nothing else runs (`cpu_floor_s`).
 
 `bench-results/evaluate.json` holds, for `jobs_1` and `jobs_2` each: `cold_s_per_candidate`,
 `warm_s_per_candidate`, `plain_loop_s_per_candidate`, `warm_speedup` (cold/warm), `warm_vs_plain`
-(warm/plain), `fixed_overhead_cold_s`, `fixed_overhead_warm_s`; and `same_accuracy`, `targets` (the
+(warm/plain), `fixed_overhead_cold_s`, `fixed_overhead_warm_s`, the CPU seconds of each stream per
+candidate (`*_cpu_s`) and the floor they set (`*_cpu_floor_s`); and `same_accuracy`, `targets` (the
 issue's, at jobs = 1), `throughput_per_min` and every run.
 
 No CUDA here: --device cuda says so and exits 2; on a GPU machine (CUDA torch in the venv, the
@@ -53,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 import torch._dynamo  # noqa: F401  as sandbox/train.py: the optimizer's first import is not training time
 
@@ -68,6 +73,8 @@ from sandbox.batches import TrainBatches, normalise  # noqa: E402
 
 CANDIDATE = REPO / "tests" / "candidates" / "small_cnn.py"
 JOBS = (1, 2)  # candidates at once, each side measured at both
+STREAMS = {"cold": "cold", "warm": "warm", "fixed_overhead_cold": "trivial_cold", "fixed_overhead_warm": "trivial_warm"}
+CORES = psutil.cpu_count() or 1
 Side = Callable[[], dict[str, Any]]
 TRIVIAL = b'''import torch
 import torch.nn as nn
@@ -108,11 +115,16 @@ def nasloop_stream(source: bytes, count: int, profile: str, overrides: dict[str,
         path.write_bytes(source + f"\n# copy {i}\n".encode())
         files.append(path)
     marks: list[float] = []
+    busy: list[float] = []  # the machine's busy CPU seconds at each mark
+
+    def mark(_: object) -> None:
+        marks.append(time.perf_counter())
+        busy.append(busy_cpu_s())
+
     config = load_config(profile, None, overrides)
     started = time.perf_counter()
-    results: list[EvaluationResult] = evaluate_files(
-        files, config, workdir, on_start=lambda _e: marks.append(time.perf_counter()),
-        on_result=lambda _r: marks.append(time.perf_counter()), say=lambda _m: None)
+    results: list[EvaluationResult] = evaluate_files(files, config, workdir, on_start=mark, on_result=mark,
+                                                     say=lambda _m: None)
     total = time.perf_counter() - started
     for result in results:
         if not result.valid:
@@ -123,11 +135,18 @@ def nasloop_stream(source: bytes, count: int, profile: str, overrides: dict[str,
     return {"invocation_s": total, "first_s": gaps[0], "per_candidate_s": statistics.median(gaps[1:]),
             "steady_mean_s": sum(gaps[1:]) / (len(gaps) - 1),
             "candidates_per_min": 60.0 * (len(gaps) - 1) / sum(gaps[1:]),
+            "cpu_s": (busy[-1] - busy[1]) / (len(busy) - 2),
             "train_s": statistics.median(r.train_seconds or 0.0 for r in results),
             "learn_s": statistics.median(r.learn_seconds or 0.0 for r in results),
             "predict_s": statistics.median(r.predict_seconds or 0.0 for r in results),
             "accuracies": sorted({(r.accuracy, r.holdout_accuracy) for r in results}),
             "protocol": results[0].protocol, "image": results[0].image}
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent on anything but idling since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 # --- in-process: the same model and data, a standard DataLoader -----------------------------------
@@ -367,7 +386,9 @@ def main() -> int:
         return {"cold_s_per_candidate": cold, "warm_s_per_candidate": warm, "plain_loop_s_per_candidate": plain,
                 "warm_speedup": cold / warm, "warm_vs_plain": warm / plain,
                 "fixed_overhead_cold_s": med(f"trivial_cold_jobs{jobs}", key),
-                "fixed_overhead_warm_s": med(f"trivial_warm_jobs{jobs}", key)}
+                "fixed_overhead_warm_s": med(f"trivial_warm_jobs{jobs}", key),
+                **{f"{side}_cpu_s": med(f"{name}_jobs{jobs}", "cpu_s") for side, name in STREAMS.items()},
+                **{f"{side}_cpu_floor_s": med(f"{name}_jobs{jobs}", "cpu_s") / CORES for side, name in STREAMS.items()}}
 
     levels = {jobs: level(jobs) for jobs in JOBS}
     details = {jobs: {"cold_learn_s": med(f"cold_jobs{jobs}", "learn_s"), "warm_learn_s": med(f"warm_jobs{jobs}", "learn_s"),
@@ -400,6 +421,9 @@ def main() -> int:
               f"{more['plain_learn_s']:.2f}")
         print(f"{'warm_speedup (cold/warm)':<{width}}{numbers['warm_speedup']:8.2f}")
         print(f"{'warm_vs_plain (warm/plain)':<{width}}{numbers['warm_vs_plain']:8.2f}")
+        print(f"{f'  CPU s per candidate (all processes; / {CORES} cores = floor)':<{width}}")
+        for side in STREAMS:
+            print(f"{'    ' + side:<{width}}{numbers[side + '_cpu_s']:8.2f}  floor {numbers[side + '_cpu_floor_s']:.2f} s")
     print(f"\n{'throughput, candidates per minute':<{width}}")
     for key, value in throughput.items():
         print(f"{key:<{width}}{value:8.2f}")

@@ -4,7 +4,8 @@ Every limit is enforced from outside: no network, read-only root, non-root user,
 no-new-privileges, default seccomp, pids/memory(=memory+swap)/CPU limits, a size-capped /tmp, a
 per-file size limit, core dumps off (RLIMIT_CORE = 1, which Linux also honours for a piped
 `core_pattern`), closed stdin, a small log, an allow-listed environment and read-only mounts of only
-what the phase needs. The host owns time: on expiry the container is killed and removed.
+what the phase needs. The host owns time: on expiry the container is killed and removed (removal of
+a phase that has ended, read back and reported can be left to a `Reaper`, off the critical path).
 
 Outputs never touch the host's disk unchecked: `/out` is a tmpfs volume capped in bytes and inodes
 by the kernel (a candidate that fills it gets ENOSPC), held by a tiny keeper container so that it
@@ -21,6 +22,7 @@ import os
 import tarfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,25 +292,33 @@ class SandboxContainer:
         except docker.errors.DockerException as exc:
             raise InfraError(f"could not hand over the {self.phase.name} container: {exc}") from None
 
-    def run(self, started: float | None = None) -> PhaseOutcome:
+    def run(self, started: float | None = None, reaper: Reaper | None = None) -> PhaseOutcome:
         """Wait for the phase to end (its time limit counted from `started`, default the container's
-        start), read back logs and outputs, remove everything. InfraError when Docker fails."""
+        start), read back logs and outputs, remove everything: at once, or by `reaper` once the
+        outcome is read (the container has exited then). InfraError when Docker fails."""
         assert self.container is not None and self.output is not None
         started = self.started if started is None else started
+        read_back = False
         try:
             exit_code, timed_out = _wait(self.container, started + self.limits.timeout_s)
             seconds = time.monotonic() - started
             try:
                 self.container.reload()
-                oom_killed = bool(self.container.attrs["State"].get("OOMKilled")) and not timed_out
+                state = self.container.attrs["State"]
+                oom_killed = bool(state.get("OOMKilled")) and not timed_out
                 logs = self.container.logs(stdout=True, stderr=True, tail=200)
-                _remove(self.container)
-                self.container = None
+                if state.get("Running") or state.get("Paused") or reaper is None:
+                    _remove(self.container)  # nothing may write to /out while it is read
+                    self.container = None
                 outputs = self.output.read()
             except docker.errors.DockerException as exc:
                 raise InfraError(f"lost the {self.phase.name} container: {exc}") from None
+            read_back = True
         finally:
-            self.remove()
+            if read_back and reaper is not None:
+                reaper.defer(self)
+            else:
+                self.remove()
         logs = logs.replace(READY_LINE.encode() + b"\n", b"", 1)
         return PhaseOutcome(exit_code=None if timed_out else exit_code, timed_out=timed_out, oom_killed=oom_killed,
                             outputs=outputs, seconds=seconds, log_tail=printable_bytes(logs, _LOG_TAIL_CHARS))
@@ -332,10 +342,39 @@ class SandboxContainer:
             raise InfraError(f"could not remove the {self.phase.name} container: {errors[0]}")
 
 
-def run_phase(client: docker.DockerClient, phase: Phase, limits: Limits) -> PhaseOutcome:
+class Reaper:
+    """Removes the containers and output volumes of phases that have ended and been read back, in
+    one background thread, so that the next candidate need not wait for Docker's removals. `close`
+    waits until all are removed and raises the first failure (InfraError); the owner's sweep by
+    label stays the backstop."""
+
+    def __init__(self) -> None:
+        self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper")
+        self._pending: list[Future[None]] = []
+        self._lock = threading.Lock()
+
+    def defer(self, container: SandboxContainer) -> None:
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+            self._pending.append(self._threads.submit(container.remove))
+
+    def close(self) -> None:
+        """Wait for every removal handed over so far (the reaper stays usable)."""
+        with self._lock:
+            threads, self._threads = self._threads, ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper")
+        threads.shutdown(wait=True)
+        with self._lock:
+            failures = [f.exception() for f in self._pending if f.exception() is not None]
+            self._pending = []
+        if failures:
+            raise InfraError(str(failures[0]))
+
+
+def run_phase(client: docker.DockerClient, phase: Phase, limits: Limits, reaper: Reaper | None = None) -> PhaseOutcome:
     """Run `phase` cold: start a fresh container (its job already in place), wait for it to end or
-    time out (counted from its start), read back its outputs; everything is always removed."""
-    return SandboxContainer(client, phase, limits).run()
+    time out (counted from its start), read back its outputs; everything is always removed (by
+    `reaper` after the return, when given)."""
+    return SandboxContainer(client, phase, limits).run(reaper=reaper)
 
 
 def _wait(container: docker.models.containers.Container, deadline: float) -> tuple[int | None, bool]:

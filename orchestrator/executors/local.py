@@ -1,5 +1,6 @@
 """The local executor: this machine's Docker daemon, in a container started ahead of the candidate
-(a warm pool per phase and GPU, when `warm` is on) or in one started for it."""
+(a warm pool per phase and GPU, when `warm` is on) or in one started for it. A phase's containers
+are removed in the background once its outcome is read (`Reaper`); `close` waits for that."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import docker
 
 from contracts.sandbox import CONTAINER_JOB_DIR
 from orchestrator.containers.client import InfraError, daemon_name
-from orchestrator.containers.hardened import Limits, Phase, run_phase
+from orchestrator.containers.hardened import Limits, Phase, Reaper, run_phase
 from orchestrator.containers.images import ResolvedImage
 from orchestrator.containers.labels import GROUP_LABEL, remove_group, sweep_orphans
 from orchestrator.containers.pool import WarmPool
@@ -36,6 +37,7 @@ class LocalExecutor:
     # Labels every container this executor starts (and its output volume), so that closing it removes
     # whatever is left of them on any path.
     group: str = field(default_factory=lambda: uuid.uuid4().hex)
+    reaper: Reaper = field(default_factory=Reaper)
 
     def __post_init__(self) -> None:
         self.node = daemon_name(self.client)
@@ -48,7 +50,8 @@ class LocalExecutor:
             write_job_dir(spec.job_dir, spec.files, spec.job)
             outcome = run_phase(self.client, Phase(spec.name, self.image.id, spec.command,
                                                    {spec.job_dir: CONTAINER_JOB_DIR, **spec.data},
-                                                   {**spec.labels, GROUP_LABEL: self.group}, gpu=spec.gpu), spec.limits)
+                                                   {**spec.labels, GROUP_LABEL: self.group}, gpu=spec.gpu), spec.limits,
+                                self.reaper)
             return PhaseRun(outcome, self.node, spec.gpu, time.monotonic() - began)
         warm = self._pool(spec.name, spec.limits, spec.data, spec.gpu, spec.command).take()
         try:
@@ -59,7 +62,7 @@ class LocalExecutor:
             raise
         started = time.monotonic()  # the candidate's time starts at the handover
         try:
-            return PhaseRun(warm.container.run(started), self.node, spec.gpu, time.monotonic() - began)
+            return PhaseRun(warm.container.run(started, self.reaper), self.node, spec.gpu, time.monotonic() - began)
         finally:
             spec.job_dir.parent.mkdir(parents=True, exist_ok=True)
             warm.job_dir.rename(spec.job_dir)
@@ -81,6 +84,10 @@ class LocalExecutor:
             for pool in self.pools.values():
                 pool.close()
             self.pools.clear()
+            try:
+                self.reaper.close()
+            except InfraError:
+                pass  # removed by label next
             try:
                 remove_group(self.client, self.group)
             except docker.errors.DockerException as exc:
