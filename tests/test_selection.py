@@ -122,11 +122,13 @@ class StandInLLM:
     def __init__(self, texts: list[str]) -> None:
         self.texts = texts
         self.num_samples: list[int] = []
+        self.jobs: list = []  # type: ignore[type-arg]
 
     def run(self, job, log_file: Path) -> None:  # type: ignore[no-untyped-def]
         from contracts.llm import SAMPLES_FILE, Sample, read_samples
 
         self.num_samples.append(job.num_samples)
+        self.jobs.append(job)
         out = Path(job.output_dir)
         with (out / SAMPLES_FILE).open("a") as fh:
             for i in range(len(read_samples(out)), job.num_samples):
@@ -201,6 +203,34 @@ def test_no_iteration_keeps_j_trains_corpus_at_the_seed(tmp_path, lemur_records,
             assert (copy.selected, copy.selection_reason) == (False, "near_duplicate_train")
             assert copy.nearest_train == "cycle-1/sample-0" and copy.nn_jaccard_train > 0.9
             assert next_phase == "finetune" and cycle.corpus_size == 2 + 1
+    runner.db.close()
+
+
+@pytest.mark.parametrize("no_iteration", [False, True], ids=["iteration", "no-iteration"])
+def test_every_cycle_samples_with_a_seed_of_its_own(tmp_path, lemur_records, no_iteration: bool) -> None:  # type: ignore[no-untyped-def]
+    """Under --no-iteration every cycle samples from the same adapter: with one seed for all cycles
+    they would all draw the same programs. Each cycle's seed derives from the profile's seed and the
+    cycle's index: distinct across cycles, the same when a cycle's sampling resumes."""
+    from orchestrator.generator.jobs import cycle_seed
+    from orchestrator.store.schema import Cycle
+
+    by_name = {r["name"]: r["code"] for r in lemur_records}
+    runner = _runner(tmp_path / "runs", by_name["DPN68"], Ablations(no_iteration=no_iteration))
+    runner.llm = StandInLLM([by_name["BayesianNet-3"]])
+    cycle_ids = []
+    with runner.db.transaction() as session:
+        for index in (1, 2, 3):
+            cycle = Cycle(experiment_id=runner.experiment_id, index=index, phase="generate", timings={},
+                          adapter_in="experiments/test/adapters/cycle-0")
+            session.add(cycle)
+            session.flush()
+            cycle_ids.append(cycle.id)
+    for cycle_id in cycle_ids:
+        assert _phase(runner, cycle_id, "generate") == "evaluate"
+    seeds = [job.decoding.seed for job in runner.llm.jobs]
+    assert len(set(seeds)) == 3 and len({job.adapter for job in runner.llm.jobs}) == 1
+    assert seeds == [cycle_seed(CONFIG.generation.seed, index) for index in (1, 2, 3)]
+    assert cycle_seed(CONFIG.generation.seed, 2) == seeds[1] and cycle_seed(CONFIG.generation.seed + 1, 2) != seeds[1]
     runner.db.close()
 
 

@@ -1,9 +1,11 @@
-"""LLM jobs from the profile: the generation job of a cycle (fixed prompt and decoding) and the
-fine-tuning job of an adapter (the profile's LoRA settings)."""
+"""LLM jobs from the profile: the generation job of a cycle (fixed prompt and decoding, a sampling
+seed of its own) and the fine-tuning job of an adapter (the profile's LoRA settings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from contracts.llm import Decoding, FinetuneJob, GenerateJob, LoraHyperparameters
 from llm.prompt import DEFAULT_VERSION, load_template, prompt_messages
@@ -31,10 +33,19 @@ def resolve_model(model: str, workdir: Path) -> str:
     return str(path)
 
 
+def cycle_seed(seed: int, cycle: int) -> int:
+    """Cycle `cycle`'s sampling seed, derived from the profile's `generation.seed` (numpy's
+    SeedSequence mixes the two): every cycle draws new samples (under --no-iteration, from the same
+    adapter), and a resumed cycle draws the same ones."""
+    return int(np.random.SeedSequence([seed, cycle]).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+
 def generate_job(config: ExperimentConfig, workdir: Path, output_dir: Path, adapter: Path | None = None,
-                 num_samples: int | None = None, device: str | None = None) -> GenerateJob:
-    """A generation job for one cycle: the fixed prompt and decoding of the profile."""
+                 num_samples: int | None = None, device: str | None = None, cycle: int | None = None) -> GenerateJob:
+    """A generation job: the fixed prompt and decoding of the profile; for the loop's cycle `cycle`
+    its own sampling seed (`cycle_seed`), else the profile's seed."""
     gen = config.generation
+    seed = gen.seed if cycle is None else cycle_seed(gen.seed, cycle)
     template = load_template(DEFAULT_VERSION)
     return GenerateJob(
         model=resolve_model(gen.model, workdir),
@@ -44,7 +55,7 @@ def generate_job(config: ExperimentConfig, workdir: Path, output_dir: Path, adap
         num_samples=num_samples or gen.candidates_per_cycle,
         batch_size=gen.batch_size,
         decoding=Decoding(temperature=gen.temperature, top_k=gen.top_k, top_p=gen.top_p,
-                          do_sample=gen.do_sample, max_new_tokens=gen.max_new_tokens, seed=gen.seed),
+                          do_sample=gen.do_sample, max_new_tokens=gen.max_new_tokens, seed=seed),
         output_dir=str(Path(output_dir).resolve()),
         adapter=str(Path(adapter).resolve()) if adapter else None,
         backend=gen.backend,

@@ -157,7 +157,7 @@ class CycleRunner:
         target = min((cycle.n_generated or 0) + self.config.generation.candidates_per_cycle,
                      self.config.cycle.max_candidates_per_cycle)
         job = generate_job(self.config, self.workdir, out, num_samples=target,
-                           adapter=workspace_path(self.workdir, adapter) if adapter else None)
+                           adapter=workspace_path(self.workdir, adapter) if adapter else None, cycle=cycle.index)
         self.console.print(f"  sampling {job.num_samples} programs from "
                            f"{'adapter ' + Path(adapter).name if adapter else 'the base model'}")
         self.llm.run(job, out.with_name("generate.log"))
