@@ -22,7 +22,7 @@ import os
 import tarfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -350,22 +350,25 @@ class Reaper:
 
     def __init__(self) -> None:
         self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper")
-        self._pending: list[Future[None]] = []
+        self._failures: list[Exception] = []
         self._lock = threading.Lock()
 
     def defer(self, container: SandboxContainer) -> None:
         with self._lock:
-            self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
-            self._pending.append(self._threads.submit(container.remove))
+            self._threads.submit(self._remove, container)
+
+    def _remove(self, container: SandboxContainer) -> None:
+        try:
+            container.remove()
+        except Exception as exc:  # noqa: BLE001  reported by close
+            self._failures.append(exc)
 
     def close(self) -> None:
         """Wait for every removal handed over so far (the reaper stays usable)."""
         with self._lock:
             threads, self._threads = self._threads, ThreadPoolExecutor(max_workers=1, thread_name_prefix="reaper")
         threads.shutdown(wait=True)
-        with self._lock:
-            failures = [f.exception() for f in self._pending if f.exception() is not None]
-            self._pending = []
+        failures, self._failures = self._failures, []
         if failures:
             raise InfraError(str(failures[0]))
 
